@@ -1,0 +1,117 @@
+"""rony.core: the Rony wire protocol, constructor ids, errors and the context model.
+
+This package does no I/O: importing it never imports asyncio, socket, grpc, aioquic, aiohttp
+or lmdb (a test guards it), so the client, the server and tools can all build on it.
+"""
+
+from rony.core import errors
+from rony.core._codec import (
+    DEFAULT_LIMITS,
+    Limits,
+    container_envelope,
+    decode_container,
+    decode_envelope,
+    decode_envelope_json,
+    encode_envelope,
+    encode_envelope_json,
+    envelope,
+    header_dict,
+    message_from_json,
+    message_to_json,
+    unwrap,
+)
+from rony.core._constructor import (
+    ConstructorClashError,
+    Registry,
+    crc64_iso,
+    message_id,
+    method_id,
+    registry,
+)
+from rony.core._context import Conn, DispatchCtx, Kind, RequestCtx, Services
+from rony.core._messages import (
+    C_Edge,
+    C_Edges,
+    C_Error,
+    C_GetAllNodes,
+    C_GetNodes,
+    C_HttpBody,
+    C_KeyValue,
+    C_MessageContainer,
+    C_MessageEnvelope,
+    C_Ping,
+    C_Pong,
+    C_Redirect,
+)
+from rony.core.errors import RonyError
+from rony.core.pb.msg_pb2 import (
+    Edge,
+    Edges,
+    Error,
+    GetAllNodes,
+    GetNodes,
+    HttpBody,
+    KeyValue,
+    MessageContainer,
+    MessageEnvelope,
+    Ping,
+    Pong,
+    Redirect,
+    RedirectReason,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_LIMITS",
+    "C_Edge",
+    "C_Edges",
+    "C_Error",
+    "C_GetAllNodes",
+    "C_GetNodes",
+    "C_HttpBody",
+    "C_KeyValue",
+    "C_MessageContainer",
+    "C_MessageEnvelope",
+    "C_Ping",
+    "C_Pong",
+    "C_Redirect",
+    "Conn",
+    "ConstructorClashError",
+    "DispatchCtx",
+    "Edge",
+    "Edges",
+    "Error",
+    "GetAllNodes",
+    "GetNodes",
+    "HttpBody",
+    "KeyValue",
+    "Kind",
+    "Limits",
+    "MessageContainer",
+    "MessageEnvelope",
+    "Ping",
+    "Pong",
+    "Redirect",
+    "RedirectReason",
+    "Registry",
+    "RequestCtx",
+    "RonyError",
+    "Services",
+    "container_envelope",
+    "crc64_iso",
+    "decode_container",
+    "decode_envelope",
+    "decode_envelope_json",
+    "encode_envelope",
+    "encode_envelope_json",
+    "envelope",
+    "errors",
+    "header_dict",
+    "message_from_json",
+    "message_id",
+    "message_to_json",
+    "method_id",
+    "registry",
+    "unwrap",
+]

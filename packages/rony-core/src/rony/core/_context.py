@@ -1,0 +1,296 @@
+"""The context model: Conn ⊃ DispatchCtx ⊃ RequestCtx. No I/O.
+
+    ┌ Conn ─────────────────────────────────────────────────────────────┐
+    │ one per connection (a WebSocket, an HTTP request, a tunnel peer);  │
+    │ conn id, client ip, persistent?, per-conn key/values, send         │
+    │  ┌ DispatchCtx ──────────────────────────────────────────────────┐ │
+    │  │ one per received envelope or container: server id, kind        │ │
+    │  │ (gateway | tunnel), key/values shared by the batch, the        │ │
+    │  │ buffer of replies for a non-persistent conn                    │ │
+    │  │  ┌ RequestCtx ─────────┐ ┌ RequestCtx ─────────┐               │ │
+    │  │  │ one per envelope:   │ │ (a container has    │  ...          │ │
+    │  │  │ request id, push,   │ │  one per inner      │               │ │
+    │  │  │ error, redirect,    │ │  envelope)          │               │ │
+    │  │  │ stop, services      │ │                     │               │ │
+    │  │  └─────────────────────┘ └─────────────────────┘               │ │
+    │  └────────────────────────────────────────────────────────────────┘ │
+    └────────────────────────────────────────────────────────────────────┘
+
+A reply pushed on a *persistent* conn (WebSocket) is handed to ``Conn.send`` at once, one frame
+each; on a non-persistent conn (HTTP, tunnel) it is buffered in the DispatchCtx and the server
+writes the buffer when the dispatch is done. The server fills ``services`` so a handler reaches
+the store, the cluster, the tunnel and other connections without importing the server.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from google.protobuf.message import Message
+
+from rony.core._codec import envelope as _wrap
+from rony.core._codec import header_dict, unwrap
+from rony.core.errors import RonyError
+from rony.core.pb.msg_pb2 import Edge, MessageEnvelope, Redirect, RedirectReason
+
+__all__ = [
+    "Conn",
+    "DispatchCtx",
+    "Kind",
+    "RequestCtx",
+    "Services",
+]
+
+M = TypeVar("M", bound=Message)
+
+
+class Kind(enum.IntEnum):
+    """Where a dispatch came from (Go Rony's ``GatewayMessage`` = 1, ``TunnelMessage`` = 2)."""
+
+    GATEWAY = 1
+    TUNNEL = 2
+
+
+@runtime_checkable
+class Conn(Protocol):
+    """A client connection, as the gateway (or tunnel) implements it."""
+
+    @property
+    def conn_id(self) -> int: ...
+
+    @property
+    def client_ip(self) -> str: ...
+
+    @property
+    def persistent(self) -> bool:
+        """True for a WebSocket (pushes go out at once); False for HTTP and tunnel requests."""
+        ...
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A per-connection value (seeded from handshake headers and query args)."""
+        ...
+
+    def set(self, key: str, value: Any) -> None: ...
+
+    def send(self, env: MessageEnvelope) -> None:
+        """Queue one envelope for writing. Never blocks; a full queue closes the conn."""
+        ...
+
+
+class Services(Protocol):
+    """What a server offers handlers; ``RequestCtx.services`` is filled by the server."""
+
+    @property
+    def server_id(self) -> str: ...
+
+    @property
+    def replica_set(self) -> int: ...
+
+    def members(self, replica_set: int | None = None) -> Sequence[Edge]:
+        """The edges of a replica set (this node's when None), for redirects and GetNodes."""
+        ...
+
+    def push(self, conn_id: int, env: MessageEnvelope) -> bool:
+        """Send to another live connection of this node; False when it is gone."""
+        ...
+
+
+class DispatchCtx:
+    """One received envelope or container: the unit the gateway hands to the dispatcher."""
+
+    __slots__ = ("buffer", "conn", "kind", "request_ctxs", "server_id", "services", "values")
+
+    def __init__(
+        self,
+        conn: Conn,
+        kind: Kind = Kind.GATEWAY,
+        *,
+        server_id: str = "",
+        services: Services | None = None,
+    ) -> None:
+        self.conn = conn
+        self.kind = kind
+        self.server_id = server_id
+        self.services = services
+        self.values: dict[str, Any] = {}
+        self.buffer: list[MessageEnvelope] = []
+        self.request_ctxs: list[RequestCtx] = []
+
+    def new_request(self, env: MessageEnvelope) -> RequestCtx:
+        """A RequestCtx for one envelope of this dispatch."""
+        ctx = RequestCtx(self, env)
+        self.request_ctxs.append(ctx)
+        return ctx
+
+    def deliver(self, env: MessageEnvelope) -> None:
+        """Send now on a persistent gateway conn; buffer otherwise (flushed by the server)."""
+        if self.kind is Kind.GATEWAY and self.conn.persistent:
+            self.conn.send(env)
+        else:
+            self.buffer.append(env)
+
+    def drain(self) -> list[MessageEnvelope]:
+        out, self.buffer = self.buffer, []
+        return out
+
+
+class RequestCtx:
+    """One envelope being handled. Handlers answer by pushing; there is no return value.
+
+    ``push_message`` sends a reply carrying this request's id; ``push_error`` and the redirects
+    also stop the handler chain (post-handlers still run). ``return_message`` is push + stop.
+    """
+
+    __slots__ = (
+        "_release",
+        "_stopped",
+        "constructor",
+        "dispatch",
+        "envelope",
+        "error",
+        "request_id",
+    )
+
+    def __init__(self, dispatch: DispatchCtx, env: MessageEnvelope) -> None:
+        self.dispatch = dispatch
+        self.envelope = env
+        self.request_id: int = env.RequestID
+        self.constructor: int = env.Constructor
+        self.error: RonyError | None = None
+        self._stopped = False
+        self._release: Callable[[], None] | None = None
+
+    # --- identity ---------------------------------------------------------------------------
+
+    @property
+    def conn(self) -> Conn:
+        return self.dispatch.conn
+
+    @property
+    def conn_id(self) -> int:
+        return self.dispatch.conn.conn_id
+
+    @property
+    def kind(self) -> Kind:
+        return self.dispatch.kind
+
+    @property
+    def server_id(self) -> str:
+        return self.dispatch.server_id
+
+    @property
+    def services(self) -> Services:
+        if self.dispatch.services is None:
+            raise RuntimeError("this RequestCtx is not attached to a server")
+        return self.dispatch.services
+
+    @property
+    def header(self) -> dict[str, str]:
+        return header_dict(self.envelope)
+
+    # --- key/values, shared by every RequestCtx of the dispatch -------------------------------
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.dispatch.values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self.dispatch.values[key] = value
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        return iter(list(self.dispatch.values.items()))
+
+    # --- the request ---------------------------------------------------------------------------
+
+    def message(self, message_class: type[M]) -> M:
+        """Decode the request payload (binary or JSON) as ``message_class``."""
+        msg = unwrap(self.envelope, message_class)
+        assert isinstance(msg, message_class)
+        return msg
+
+    # --- replies -------------------------------------------------------------------------------
+
+    def push_message(
+        self,
+        message: Message,
+        *,
+        constructor: int | None = None,
+        header: dict[str, str] | None = None,
+    ) -> None:
+        self.push_custom_message(self.request_id, message, constructor=constructor, header=header)
+
+    def push_custom_message(
+        self,
+        request_id: int,
+        message: Message,
+        *,
+        constructor: int | None = None,
+        header: dict[str, str] | None = None,
+    ) -> None:
+        # A JSON request gets a JSON reply, as Go Rony's JSON dispatcher does.
+        env = _wrap(
+            message,
+            request_id,
+            constructor=constructor,
+            header=header or {},
+            json_encoded=self.envelope.JsonEncoded,
+        )
+        self.dispatch.deliver(env)
+
+    def push_envelope(self, env: MessageEnvelope) -> None:
+        self.dispatch.deliver(env)
+
+    def push_error(self, err: RonyError) -> None:
+        """Reply with an Error envelope carrying this request's id, and stop the chain."""
+        self.error = err
+        self.dispatch.deliver(_wrap(err.to_message(), self.request_id))
+        self.stop_execution()
+
+    def push_custom_error(self, code: str, items: str, description: str = "") -> None:
+        from rony.core.errors import from_wire
+
+        self.push_error(from_wire(code, items, description))
+
+    def push_redirect_session(self, replica_set: int, wait_in_sec: int = 0) -> None:
+        """Tell the client to use ``replica_set`` for the rest of its session."""
+        self._redirect(RedirectReason.ReplicaSetSession, replica_set, wait_in_sec)
+
+    def push_redirect_request(self, replica_set: int, wait_in_sec: int = 0) -> None:
+        """Tell the client to send this one request to ``replica_set``."""
+        self._redirect(RedirectReason.ReplicaSetRequest, replica_set, wait_in_sec)
+
+    def _redirect(self, reason: RedirectReason, replica_set: int, wait: int) -> None:
+        edges = list(self.services.members(replica_set))
+        self.dispatch.deliver(
+            _wrap(Redirect(Reason=reason, Edges=edges, WaitInSec=wait), self.request_id)
+        )
+        self.stop_execution()
+
+    def return_message(self, message: Message, *, constructor: int | None = None) -> None:
+        """Push the reply and stop the chain."""
+        self.push_message(message, constructor=constructor)
+        self.stop_execution()
+
+    def return_error(self, err: RonyError) -> None:
+        self.push_error(err)
+
+    # --- flow ------------------------------------------------------------------------------------
+
+    def stop_execution(self) -> None:
+        """Skip the remaining handlers of the chain (post-handlers still run)."""
+        self._stopped = True
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
+
+    def next_can_go(self) -> None:
+        """Inside a SyncRun container: let the next envelope start before this one finishes."""
+        release, self._release = self._release, None
+        if release is not None:
+            release()
+
+    def on_release(self, callback: Callable[[], None] | None) -> None:
+        """Set by the dispatcher: what ``next_can_go`` (or the end of the chain) calls."""
+        self._release = callback
