@@ -74,8 +74,12 @@ def http_status_of(wire_code: str) -> int:
     code = Code.from_wire(wire_code)
     if code is not None:
         return code.http_status
-    if wire_code.isdigit() and 100 <= int(wire_code) <= 599:
-        return int(wire_code)
+    # isascii: str.isdigit() also accepts "²", which int() refuses; the length bound keeps
+    # int() away from its 4300-digit limit on a hostile code read off the wire.
+    if wire_code.isascii() and wire_code.isdigit() and len(wire_code) <= 6:
+        status = int(wire_code)
+        if 100 <= status <= 599:
+            return status
     return 500
 
 
