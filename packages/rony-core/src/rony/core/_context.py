@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 
 from rony.core._codec import envelope as _wrap
 from rony.core._codec import header_dict, unwrap
-from rony.core.errors import RonyError
+from rony.core.errors import RonyError, from_wire
 from rony.core.pb.msg_pb2 import Edge, MessageEnvelope, Redirect, RedirectReason
 
 __all__ = [
@@ -205,9 +205,7 @@ class RequestCtx:
 
     def message(self, message_class: type[M]) -> M:
         """Decode the request payload (binary or JSON) as ``message_class``."""
-        msg = unwrap(self.envelope, message_class)
-        assert isinstance(msg, message_class)
-        return msg
+        return unwrap(self.envelope, message_class)
 
     # --- replies -------------------------------------------------------------------------------
 
@@ -228,7 +226,8 @@ class RequestCtx:
         constructor: int | None = None,
         header: dict[str, str] | None = None,
     ) -> None:
-        # A JSON request gets a JSON reply, as Go Rony's JSON dispatcher does.
+        # A JSON request gets a JSON reply (payload in protobuf JSON, JsonEncoded set), as Go
+        # Rony's JSON dispatcher does; errors and redirects follow the same rule.
         env = _wrap(
             message,
             request_id,
@@ -244,12 +243,12 @@ class RequestCtx:
     def push_error(self, err: RonyError) -> None:
         """Reply with an Error envelope carrying this request's id, and stop the chain."""
         self.error = err
-        self.dispatch.deliver(_wrap(err.to_message(), self.request_id))
+        self.dispatch.deliver(
+            _wrap(err.to_message(), self.request_id, json_encoded=self.envelope.JsonEncoded)
+        )
         self.stop_execution()
 
     def push_custom_error(self, code: str, items: str, description: str = "") -> None:
-        from rony.core.errors import from_wire
-
         self.push_error(from_wire(code, items, description))
 
     def push_redirect_session(self, replica_set: int, wait_in_sec: int = 0) -> None:
@@ -262,8 +261,9 @@ class RequestCtx:
 
     def _redirect(self, reason: RedirectReason, replica_set: int, wait: int) -> None:
         edges = list(self.services.members(replica_set))
+        redirect = Redirect(Reason=reason, Edges=edges, WaitInSec=wait)
         self.dispatch.deliver(
-            _wrap(Redirect(Reason=reason, Edges=edges, WaitInSec=wait), self.request_id)
+            _wrap(redirect, self.request_id, json_encoded=self.envelope.JsonEncoded)
         )
         self.stop_execution()
 

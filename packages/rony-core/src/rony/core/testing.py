@@ -85,9 +85,7 @@ def build_container(*envelopes: MessageEnvelope, sync_run: bool = False) -> Mess
 def reply_message(env: MessageEnvelope) -> Message:
     """Decode a reply; an Error reply raises the matching ``RonyError``."""
     if env.Constructor == C_Error:
-        err = unwrap(env, Error)
-        assert isinstance(err, Error)
-        raise from_message(err)
+        raise from_message(unwrap(env, Error))
     return unwrap(env)
 
 
