@@ -7,6 +7,8 @@ or lmdb (a test guards it), so the client, the server and tools can all build on
 from rony.core import errors
 from rony.core._codec import (
     DEFAULT_LIMITS,
+    TRACEPARENT,
+    TRACESTATE,
     Limits,
     container_envelope,
     decode_container,
@@ -15,9 +17,14 @@ from rony.core._codec import (
     encode_envelope,
     encode_envelope_json,
     envelope,
+    header_append,
     header_dict,
+    header_get,
+    header_set,
     message_from_json,
     message_to_json,
+    set_trace_context,
+    trace_context,
     unwrap,
 )
 from rony.core._constructor import (
@@ -64,6 +71,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "TRACEPARENT",
+    "TRACESTATE",
     "C_Edge",
     "C_Edges",
     "C_Error",
@@ -107,11 +116,16 @@ __all__ = [
     "encode_envelope_json",
     "envelope",
     "errors",
+    "header_append",
     "header_dict",
+    "header_get",
+    "header_set",
     "message_from_json",
     "message_id",
     "message_to_json",
     "method_id",
     "registry",
+    "set_trace_context",
+    "trace_context",
     "unwrap",
 ]

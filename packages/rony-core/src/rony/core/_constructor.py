@@ -83,6 +83,8 @@ class Registry:
     def __init__(self) -> None:
         self._by_id: dict[int, _Entry] = {}
         self._by_name: dict[str, int] = {}
+        # id -> class, kept beside _by_id for the codec's hot path (one dict lookup per unwrap).
+        self._classes: dict[int, type[Message]] = {}
 
     def register(self, constructor: int, name: str, message_class: type[Message]) -> None:
         old = self._by_id.get(constructor)
@@ -94,6 +96,7 @@ class Registry:
             ):
                 # The same proto module loaded again (e.g. importlib.reload): take the new class.
                 self._by_id[constructor] = _Entry(name, message_class)
+                self._classes[constructor] = message_class
                 return
             raise ConstructorClashError(
                 f"constructor {constructor} is taken by {old.name!r} "
@@ -102,6 +105,7 @@ class Registry:
             )
         self._by_id[constructor] = _Entry(name, message_class)
         self._by_name[name] = constructor
+        self._classes[constructor] = message_class
 
     def register_message(self, message_class: type[Message]) -> int:
         """Register a message class under its own constructor id; return the id."""
@@ -118,8 +122,7 @@ class Registry:
         return self._by_name.get(name)
 
     def class_of(self, constructor: int) -> type[Message] | None:
-        entry = self._by_id.get(constructor)
-        return entry.message_class if entry else None
+        return self._classes.get(constructor)
 
     def __contains__(self, constructor: object) -> bool:
         return constructor in self._by_id
