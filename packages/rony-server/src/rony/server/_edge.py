@@ -1,0 +1,286 @@
+"""The Edge: one Rony node. Owns the gateway, the store, and slots for the cluster and tunnel.
+
+Lifecycle (as grpc.aio servers): ``await edge.start()`` opens the store in ``data_dir``, runs
+the app's startup hooks, then binds the gateway; ``await edge.stop(grace)`` (idempotent, safe
+to call concurrently) stops accepting, lets in-flight requests finish within ``grace``, closes
+WebSockets with 1001, runs the shutdown hooks and closes the store;
+``await edge.wait_for_termination()`` returns once stopped. ``async with Edge(app) as edge:``
+does start and stop.
+
+Handlers reach the node through ``ctx.services``, which is the Edge: ``server_id``,
+``replica_set``, ``members()``, ``push(conn_id, env)`` and ``store``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from rony.core import (
+    C_Edges,
+    C_GetAllNodes,
+    C_GetNodes,
+    C_Ping,
+    C_Pong,
+    Edges,
+    GetNodes,
+    MessageEnvelope,
+    Ping,
+    Pong,
+    RequestCtx,
+)
+from rony.core import Edge as EdgeMessage
+from rony.server._app import App, HandlerEntry
+from rony.server._dispatch import Dispatcher, DispatchSettings
+from rony.server._settings import EdgeSettings
+from rony.server.gateway import Gateway
+
+__all__ = ["Edge"]
+
+log = logging.getLogger("rony.server")
+
+
+# --- the store seam ---------------------------------------------------------------------------
+
+
+def _open_store(path: Path) -> Any:
+    """Open the embedded store (rony.store) in ``path`` (created if missing)."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        from rony.store import Store  # type: ignore[attr-defined]
+    except ImportError:  # rony-store has not landed yet
+        return None
+    return Store.open(path)
+
+
+async def _close_store(store: Any) -> None:
+    if store is None:
+        return
+    result = store.close()
+    if inspect.isawaitable(result):
+        await result
+
+
+# --- builtins ---------------------------------------------------------------------------------
+
+
+def _builtins(edge: Edge) -> dict[int, HandlerEntry]:
+    """Go Rony's builtin handlers (``edge/builtin.go``): Ping, GetNodes, GetAllNodes."""
+
+    async def ping(ctx: RequestCtx) -> None:
+        req = ctx.message(Ping)
+        ctx.push_message(Pong(ID=req.ID), constructor=C_Pong)
+
+    async def get_nodes(ctx: RequestCtx) -> None:
+        req = ctx.message(GetNodes)
+        ctx.push_message(Edges(Nodes=edge.nodes(req.ReplicaSet)), constructor=C_Edges)
+
+    async def get_all_nodes(ctx: RequestCtx) -> None:
+        ctx.message(GetNodes)  # Go Rony decodes the request as a GetNodes too
+        ctx.push_message(Edges(Nodes=edge.all_nodes()), constructor=C_Edges)
+
+    return {
+        C_Ping: HandlerEntry(C_Ping, (ping,), Ping, builtin=True),
+        C_GetNodes: HandlerEntry(C_GetNodes, (get_nodes,), GetNodes, builtin=True),
+        C_GetAllNodes: HandlerEntry(C_GetAllNodes, (get_all_nodes,), GetNodes, builtin=True),
+    }
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class Edge:
+    """One Rony node serving ``app``. Settings from ``settings`` and keyword overrides."""
+
+    def __init__(self, app: App, settings: EdgeSettings | None = None, **overrides: Any) -> None:
+        if not isinstance(app, App):
+            raise TypeError(f"Edge needs an App, got {type(app).__name__}")
+        base = settings if settings is not None else EdgeSettings()
+        self.app = app
+        self.settings: EdgeSettings = base.replace(**overrides) if overrides else base
+        self.store: Any = None
+        self.cluster: Any = None  # slot for the cluster (next issue)
+        self.tunnel: Any = None  # slot for the tunnel (next issue)
+        self.gateway: Gateway | None = None
+        self.dispatcher = Dispatcher(
+            app,
+            settings=DispatchSettings(
+                server_id=self.settings.server_id,
+                limits=self.settings.limits,
+                handler_timeout=self.settings.handler_timeout,
+                json_enabled=self.settings.json_enabled,
+            ),
+            services=self,
+            builtins=_builtins(self),
+        )
+        self._state = "new"
+        self._start_lock: asyncio.Lock | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._terminated: asyncio.Event | None = None
+
+    def __repr__(self) -> str:
+        return f"Edge({self.app.name!r}, server_id={self.server_id!r}, state={self._state})"
+
+    # --- identity (rony.core.Services) --------------------------------------------------------
+
+    @property
+    def server_id(self) -> str:
+        return self.settings.server_id
+
+    @property
+    def replica_set(self) -> int:
+        return self.settings.replica_set
+
+    @property
+    def gateway_address(self) -> tuple[str, int]:
+        """The bound (host, port) of the gateway; valid after ``start()``."""
+        if self.gateway is None:
+            raise RuntimeError("the gateway is not started")
+        return self.gateway.address
+
+    @property
+    def url(self) -> str:
+        """``http://HOST:PORT`` of the gateway (a wildcard bind reads as loopback)."""
+        host, port = self.gateway_address
+        if host in ("0.0.0.0", ""):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        return f"http://{_hostport(host, port)}"
+
+    @property
+    def advertised_addrs(self) -> list[str]:
+        """``host:port`` list clients are given (GetNodes, redirects)."""
+        if self.settings.advertised_addrs:
+            return list(self.settings.advertised_addrs)
+        if self.gateway is None:
+            return []
+        return [_hostport(*self.gateway.address)]
+
+    def this_node(self) -> EdgeMessage:
+        return EdgeMessage(
+            ReplicaSet=self.replica_set, ServerID=self.server_id, HostPorts=self.advertised_addrs
+        )
+
+    def members(self, replica_set: int | None = None) -> Sequence[EdgeMessage]:
+        """Nodes of ``replica_set`` (this node's when None). Without a cluster: this node."""
+        if replica_set is None or replica_set == self.replica_set:
+            return [self.this_node()]
+        return []
+
+    def nodes(self, replica_sets: Iterable[int] = ()) -> list[EdgeMessage]:
+        """GetNodes: without a cluster, this node alone whatever was asked (as Go Rony)."""
+        return [self.this_node()]
+
+    def all_nodes(self) -> list[EdgeMessage]:
+        """GetAllNodes: without a cluster, this node alone."""
+        return [self.this_node()]
+
+    def push(self, conn_id: int, env: MessageEnvelope) -> bool:
+        """Send ``env`` to live WebSocket ``conn_id`` of this node; False when it is gone.
+
+        Usable from a handler (``ctx.services.push``) or from outside any request.
+        """
+        return self.gateway is not None and self.gateway.push(conn_id, env)
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._state == "running"
+
+    async def start(self, *, serve_gateway: bool = True) -> None:
+        """Open the store, run startup hooks, bind the gateway. A no-op if already running.
+
+        ``serve_gateway=False`` starts everything but the socket (the in-process TestClient).
+        """
+        if self._start_lock is None:
+            self._start_lock = asyncio.Lock()
+        async with self._start_lock:
+            if self._state == "running":
+                return
+            if self._state != "new":
+                raise RuntimeError(f"an Edge cannot start again once {self._state}")
+            self._state = "starting"
+            self._terminated = asyncio.Event()
+            s = self.settings
+            try:
+                self.store = _open_store(Path(s.data_dir))
+                for hook in self.app.startup_hooks:
+                    await hook(self)
+                if serve_gateway:
+                    self.gateway = Gateway(self.dispatcher, s)
+                    await self.gateway.start()
+            except BaseException:
+                self._state = "stopped"
+                if self.gateway is not None:
+                    await self.gateway.stop(0.1)
+                await _close_store(self.store)
+                self._terminated.set()
+                raise
+            self._state = "running"
+        if serve_gateway:
+            log.info(
+                "rony node %s (replica set %d, app %r) listening on %s",
+                s.server_id,
+                s.replica_set,
+                self.app.name,
+                self.url,
+            )
+        else:
+            log.info("rony node %s (app %r) started without a gateway", s.server_id, self.app.name)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop gracefully (idempotent; concurrent callers all wait for the same stop)."""
+        if self._state in ("new", "stopped") and self._stop_task is None:
+            self._state = "stopped"
+            return
+        if self._stop_task is None:
+            self._stop_task = asyncio.ensure_future(self._stop(grace))
+        await asyncio.shield(self._stop_task)
+
+    async def _stop(self, grace: float | None) -> None:
+        if self._start_lock is not None:
+            async with self._start_lock:  # wait for a start() in progress
+                pass
+        self._state = "stopping"
+        grace = self.settings.shutdown_grace if grace is None else grace
+        try:
+            if self.gateway is not None:
+                await self.gateway.stop(grace)
+            for hook in self.app.shutdown_hooks:
+                try:
+                    await hook(self)
+                except Exception:
+                    log.exception("shutdown hook %r failed", hook)
+        finally:
+            try:
+                await _close_store(self.store)
+            finally:
+                self._state = "stopped"
+                if self._terminated is not None:
+                    self._terminated.set()
+                log.info("rony node %s stopped", self.server_id)
+
+    async def wait_for_termination(self) -> None:
+        """Wait until the node stopped (wrap in ``asyncio.timeout`` to bound it)."""
+        if self._terminated is not None:
+            await self._terminated.wait()
+
+    async def __aenter__(self) -> Edge:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()

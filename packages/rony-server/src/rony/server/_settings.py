@@ -1,0 +1,215 @@
+"""EdgeSettings: every knob of a node, each named, documented and with a default.
+
+Settings come from (highest first) keyword overrides / CLI flags, ``RONY_*`` environment
+variables, a TOML file, and the defaults below (see ``load_settings``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rony.core import Limits
+
+__all__ = ["EdgeSettings", "load_settings", "parse_hostport"]
+
+
+def _server_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+@dataclass(slots=True)
+class EdgeSettings:
+    """Settings of one Edge node.
+
+    ======================  ============  ===================================================
+    setting                 default       meaning
+    ======================  ============  ===================================================
+    server_id               random hex    this node's id (GetNodes, redirects, logs)
+    replica_set             0             the replica set this node belongs to
+    data_dir                ``./_data``   folder of the embedded store
+    gateway_host            127.0.0.1     address the gateway binds (0.0.0.0 / :: = all)
+    gateway_port            0             port the gateway binds (0 = any free port)
+    advertised_addrs        ()            ``host:port`` list given to clients (GetNodes,
+                                          redirects); () = the bound address. Set it when
+                                          binding 0.0.0.0
+    json_enabled            True          accept Go Rony's JSON envelopes (WS text frames,
+                                          HTTP ``Content-Type: application/json``)
+    max_message_size        4 MiB         one WS message / HTTP body; over it: WS close
+                                          1009, HTTP 413 (Go Rony had no WS limit)
+    max_container_length    1024          envelopes in one MessageContainer (E01 over it)
+    max_header_count        64            Header entries in one envelope (E01 over it)
+    max_connections         10000         open TCP connections; over it: 503 + E09 BUSY
+    idle_timeout            300 s         close a WS after this long with no read *and* no
+                                          write (Go counted reads only); HTTP keep-alive
+    max_inflight_per_conn   32            requests of one WS handled at once; when full the
+                                          server stops reading that socket (back-pressure)
+    handler_timeout         30 s          one request's handler chain; over it: E06 TIMEOUT
+                                          (None = no limit)
+    write_queue_size        1024          frames queued for one WS; a client that does not
+                                          read is closed with 1008
+    shutdown_grace          10 s          default grace of ``Edge.stop()``
+    trusted_proxies         ()            peers (IPs or CIDRs) whose X-Forwarded-For is read
+    cors_origins            ("*",)        ``*`` reflects any Origin (as Go Rony); a list
+                                          allows only those; () sends no CORS headers
+    health_path             ``/healthz``  GET answers 200 JSON (None disables)
+    ws_compress             False         permessage-deflate (Go Rony had none)
+    ======================  ============  ===================================================
+    """
+
+    server_id: str = field(default_factory=_server_id)
+    replica_set: int = 0
+    data_dir: Path | str = "./_data"
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 0
+    advertised_addrs: tuple[str, ...] = ()
+    json_enabled: bool = True
+    max_message_size: int = 4 * 1024 * 1024
+    max_container_length: int = 1024
+    max_header_count: int = 64
+    max_connections: int = 10_000
+    idle_timeout: float = 300.0
+    max_inflight_per_conn: int = 32
+    handler_timeout: float | None = 30.0
+    write_queue_size: int = 1024
+    shutdown_grace: float = 10.0
+    trusted_proxies: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ("*",)
+    health_path: str | None = "/healthz"
+    ws_compress: bool = False
+
+    def __post_init__(self) -> None:
+        self.advertised_addrs = tuple(self.advertised_addrs)
+        self.trusted_proxies = tuple(self.trusted_proxies)
+        self.cors_origins = tuple(self.cors_origins)
+        positive = (
+            "max_message_size",
+            "max_container_length",
+            "max_header_count",
+            "max_connections",
+            "max_inflight_per_conn",
+            "write_queue_size",
+        )
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise ValueError(f"EdgeSettings.{name} must be >= 1")
+        for name in ("idle_timeout", "shutdown_grace"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"EdgeSettings.{name} must be > 0")
+        if self.handler_timeout is not None and self.handler_timeout <= 0:
+            raise ValueError("EdgeSettings.handler_timeout must be > 0 or None")
+        if not 0 <= self.gateway_port <= 65535:
+            raise ValueError("EdgeSettings.gateway_port must be in 0..65535")
+        if self.replica_set < 0:
+            raise ValueError("EdgeSettings.replica_set must be >= 0")
+        if not self.server_id:
+            raise ValueError("EdgeSettings.server_id must not be empty")
+        for p in self.trusted_proxies:
+            ipaddress.ip_network(p, strict=False)  # raises ValueError naming the bad entry
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_message_size=self.max_message_size,
+            max_container_length=self.max_container_length,
+            max_header_count=self.max_header_count,
+        )
+
+    def replace(self, **overrides: Any) -> EdgeSettings:
+        return dataclasses.replace(self, **overrides)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(EdgeSettings)}
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """``"127.0.0.1:8080"``, ``"[::1]:0"``, ``":8080"`` -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+def _coerce(name: str, value: Any) -> Any:
+    """A value from env or TOML -> the field's type."""
+    f = _FIELDS[name]
+    kind = str(f.type)
+    empty = value is None or (isinstance(value, str) and value.lower() in ("none", ""))
+    if empty and "None" in kind:
+        return None
+    if "tuple" in kind:
+        if isinstance(value, str):
+            return tuple(v.strip() for v in value.split(",") if v.strip())
+        return tuple(str(v) for v in value)
+    if kind.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{name}: {value!r} is not a boolean")
+    if kind.startswith("int"):
+        return int(value)
+    if kind.startswith("float"):
+        return float(value)
+    return str(value) if not isinstance(value, Path) else value
+
+
+def _from_mapping(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = key.replace("-", "_").lower()
+        if name == "gateway":
+            out["gateway_host"], out["gateway_port"] = parse_hostport(str(value))
+            continue
+        if name not in _FIELDS:
+            raise ValueError(f"{where}: unknown setting {key!r}")
+        try:
+            out[name] = _coerce(name, value)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+    return out
+
+
+def load_settings(
+    *,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    base: EdgeSettings | None = None,
+) -> EdgeSettings:
+    """Merge settings: overrides > ``RONY_*`` environment > TOML file > ``base`` (or defaults).
+
+    The TOML file holds the setting names at top level or under ``[rony]``; ``gateway =
+    "HOST:PORT"`` sets host and port. Environment variables are ``RONY_`` + the upper-case
+    name (``RONY_DATA_DIR``, ``RONY_GATEWAY=HOST:PORT``); tuples are comma-separated.
+    """
+    merged: dict[str, Any] = {}
+    if config_file is not None:
+        with open(config_file, "rb") as fh:
+            doc = tomllib.load(fh)
+        section = doc.get("rony", doc)
+        if not isinstance(section, dict):
+            raise ValueError(f"{config_file}: [rony] must be a table")
+        merged.update(_from_mapping(section, str(config_file)))
+    env = os.environ if environ is None else environ
+    from_env = {
+        k[len("RONY_") :]: v
+        for k, v in env.items()
+        if k.startswith("RONY_") and k[len("RONY_") :].lower() in (*_FIELDS, "gateway")
+    }
+    merged.update(_from_mapping(from_env, "environment"))
+    merged.update(overrides or {})
+    if base is None:
+        return EdgeSettings(**merged)
+    return base.replace(**merged)

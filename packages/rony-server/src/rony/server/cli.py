@@ -1,0 +1,182 @@
+"""The ``rony`` command: ``rony serve MODULE:ATTR`` (and the codegen's ``gen`` / ``new``).
+
+Subcommands live in ``SUBCOMMANDS``. Other parts of rony.server add theirs without touching
+this file: a module listed in ``_PLUGIN_MODULES`` that exists is imported and its
+``SUBCOMMANDS`` (a sequence of ``Subcommand``) are added.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from rony.server._app import App
+from rony.server._edge import Edge
+from rony.server._settings import load_settings, parse_hostport
+
+__all__ = ["SUBCOMMANDS", "Subcommand", "main", "resolve_target"]
+
+log = logging.getLogger("rony.server")
+
+
+@dataclass(frozen=True)
+class Subcommand:
+    """One ``rony NAME``: ``configure`` adds its arguments, ``run`` executes (exit code)."""
+
+    name: str
+    help: str
+    configure: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {}
+
+_PLUGIN_MODULES = ("rony.server.codegen.cli",)
+
+
+def register(cmd: Subcommand) -> None:
+    SUBCOMMANDS[cmd.name] = cmd
+
+
+# --- rony serve -------------------------------------------------------------------------------
+
+
+def resolve_target(spec: str) -> App | Edge:
+    """``module:attr`` (the current folder importable, as uvicorn) -> an App or Edge.
+
+    ``attr`` may name an App, an Edge, or a zero-argument callable returning either; it may be
+    dotted (``module:obj.app``). ``module`` alone means ``module:app``.
+    """
+    module_name, _, attr = spec.partition(":")
+    attr = attr or "app"
+    if not module_name:
+        raise ValueError(f"{spec!r}: expected MODULE:ATTR")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    module = importlib.import_module(module_name)
+    obj: Any = module
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ValueError(f"{spec!r}: module {module_name!r} has no {attr!r}") from None
+    if not isinstance(obj, App | Edge) and callable(obj):
+        obj = obj()
+    if not isinstance(obj, App | Edge):
+        raise ValueError(f"{spec!r} is a {type(obj).__name__}, not a rony App or Edge")
+    return obj
+
+
+def _configure_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", help="MODULE:ATTR naming an App, an Edge or a factory of one")
+    p.add_argument("--gateway", metavar="HOST:PORT", help="gateway address (port 0 = any free)")
+    p.add_argument("--data-dir", help="folder of the embedded store")
+    p.add_argument("--server-id", help="this node's id (default: random)")
+    p.add_argument("--replica-set", type=int, help="this node's replica set")
+    p.add_argument("--config", metavar="FILE.toml", help="settings file (see EdgeSettings)")
+    p.add_argument("--grace", type=float, help="seconds to finish requests on SIGTERM/SIGINT")
+    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    overrides: dict[str, Any] = {}
+    if args.gateway:
+        overrides["gateway_host"], overrides["gateway_port"] = parse_hostport(args.gateway)
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    if args.server_id:
+        overrides["server_id"] = args.server_id
+    if args.replica_set is not None:
+        overrides["replica_set"] = args.replica_set
+    try:
+        target = resolve_target(args.target)
+        if isinstance(target, Edge):
+            settings = load_settings(
+                config_file=args.config, overrides=overrides, base=target.settings
+            )
+            edge = Edge(target.app, settings)
+        else:
+            edge = Edge(target, load_settings(config_file=args.config, overrides=overrides))
+    except (ValueError, OSError, ImportError) as exc:
+        print(f"rony serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(edge, args.grace))
+    except OSError as exc:  # e.g. the port is taken
+        print(f"rony serve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+async def _serve(edge: Edge, grace: float | None) -> None:
+    loop = asyncio.get_running_loop()
+    stopping: list[asyncio.Task[None]] = []
+
+    def on_signal(signame: str) -> None:
+        if not stopping:
+            log.info("%s: stopping gracefully", signame)
+            stopping.append(loop.create_task(edge.stop(grace)))
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+    await edge.start()
+    print(f"listening on {edge.url}", flush=True)
+    try:
+        await edge.wait_for_termination()
+    finally:
+        await edge.stop(grace)
+
+
+register(Subcommand("serve", "run a Rony node serving MODULE:ATTR", _configure_serve, _run_serve))
+
+
+# --- entry point ------------------------------------------------------------------------------
+
+
+def _load_plugins() -> None:
+    for name in _PLUGIN_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and name.startswith(exc.name):
+                continue  # that part is not installed / not written yet
+            raise
+        for cmd in getattr(module, "SUBCOMMANDS", ()):
+            register(cmd)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _load_plugins()
+    parser = argparse.ArgumentParser(prog="rony", description="Rony for Python")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for cmd in SUBCOMMANDS.values():
+        p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
+        cmd.configure(p)
+        p.set_defaults(_run=cmd.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args._run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Gateway connections: a WebSocket conn (persistent) and an HTTP conn (one request).
+
+``WSConn.send`` never blocks (the ``Conn`` contract): it appends the encoded frame to a bounded
+queue that one writer task per connection drains in order. A client that does not read its
+replies fills the queue; it is then closed with 1008 (policy violation) rather than letting
+memory grow (Go Rony wrote synchronously with a 5 s deadline per frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import WSCloseCode, web
+
+from rony.core import MessageEnvelope, encode_envelope_json
+from rony.core.errors import RonyError
+from rony.server._dispatch import error_envelope
+
+__all__ = ["HttpConn", "WSConn", "canonical_header"]
+
+log = logging.getLogger("rony.server")
+
+CLOSE_TIMEOUT = 2.0
+"""Seconds a close handshake may take before the socket is dropped."""
+
+
+def canonical_header(name: str) -> str:
+    """``x-custom-header`` -> ``X-Custom-Header`` (the key Go Rony put into the conn values)."""
+    return "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
+
+
+class _Values:
+    __slots__ = ("_conn_id", "_values", "client_ip")
+
+    def __init__(self, conn_id: int, client_ip: str, values: Mapping[str, Any]) -> None:
+        self._conn_id = conn_id
+        self.client_ip = client_ip
+        self._values: dict[str, Any] = dict(values)
+
+    @property
+    def conn_id(self) -> int:
+        return self._conn_id
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self._values[key] = value
+
+
+class HttpConn(_Values):
+    """One HTTP request (RPC or REST): not persistent, replies are buffered by the dispatch."""
+
+    __slots__ = ("sent",)
+    persistent = False
+
+    def __init__(self, conn_id: int, client_ip: str, values: Mapping[str, Any]) -> None:
+        super().__init__(conn_id, client_ip, values)
+        self.sent: list[MessageEnvelope] = []
+
+    def send(self, env: MessageEnvelope) -> None:
+        self.sent.append(env)
+
+
+class WSConn(_Values):
+    """A WebSocket: persistent, pushes go out at once through the bounded write queue."""
+
+    __slots__ = (
+        "_closing",
+        "_drained",
+        "_queue",
+        "_waiter",
+        "close_task",
+        "inflight",
+        "last_activity",
+        "loop",
+        "queue_size",
+        "request",
+        "slot_waiter",
+        "text_mode",
+        "writer_task",
+        "ws",
+    )
+    persistent = True
+
+    def __init__(
+        self,
+        conn_id: int,
+        client_ip: str,
+        values: Mapping[str, Any],
+        ws: web.WebSocketResponse,
+        request: web.BaseRequest,
+        queue_size: int,
+    ) -> None:
+        super().__init__(conn_id, client_ip, values)
+        self.ws = ws
+        self.request = request
+        self.queue_size = queue_size
+        self.loop = asyncio.get_running_loop()
+        self.last_activity = self.loop.time()
+        self.inflight = 0
+        self.slot_waiter: asyncio.Future[None] | None = None
+        self.text_mode = False  # set once the client sends a text (JSON) frame
+        self._queue: collections.deque[bytes | str] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._closing = False
+        self._drained: list[asyncio.Future[None]] = []
+        self.close_task: asyncio.Task[None] | None = None
+        self.writer_task: asyncio.Task[None] = self.loop.create_task(self._write_loop())
+
+    @property
+    def closed(self) -> bool:
+        return self._closing
+
+    # --- Conn ---------------------------------------------------------------------------------
+
+    def send(self, env: MessageEnvelope) -> None:
+        """Queue one binary frame (protobuf)."""
+        self._enqueue(env.SerializeToString())
+
+    def send_text(self, env: MessageEnvelope) -> None:
+        """Queue one text frame (Go Rony's JSON envelope): the reply to a text frame."""
+        try:
+            data = encode_envelope_json(env)
+        except RonyError as err:
+            log.error("conn %s: reply does not encode as JSON: %s", self.conn_id, err)
+            data = encode_envelope_json(error_envelope(err, env.RequestID))
+        self._enqueue(data.decode())
+
+    def push(self, env: MessageEnvelope) -> None:
+        """A push from outside a request: in the conn's own encoding."""
+        if self.text_mode:
+            self.send_text(env)
+        else:
+            self.send(env)
+
+    def _enqueue(self, frame: bytes | str) -> None:
+        if self._closing:
+            return  # the client is gone; a late reply or push is dropped
+        if len(self._queue) >= self.queue_size:
+            log.warning(
+                "conn %s: write queue full (%d frames); closing the slow client",
+                self.conn_id,
+                self.queue_size,
+            )
+            self.close_soon(WSCloseCode.POLICY_VIOLATION, "write queue full")
+            return
+        self._queue.append(frame)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # --- the writer ---------------------------------------------------------------------------
+
+    async def _write_loop(self) -> None:
+        ws = self.ws
+        queue = self._queue
+        try:
+            while True:
+                while queue:
+                    frame = queue.popleft()
+                    if isinstance(frame, bytes):
+                        await ws.send_bytes(frame)
+                    else:
+                        await ws.send_str(frame)
+                    self.last_activity = self.loop.time()
+                self._wake_drained()
+                if self._closing:
+                    return
+                self._waiter = self.loop.create_future()
+                await self._waiter
+                self._waiter = None
+        except (ConnectionError, RuntimeError) as exc:
+            # The peer went away mid-write (aiohttp raises ClientConnectionResetError, a
+            # ConnectionError, or RuntimeError on a closing socket): drop what is queued.
+            log.debug("conn %s: write failed: %s", self.conn_id, exc)
+            queue.clear()
+            self._closing = True
+        finally:
+            self._wake_drained()
+
+    def _wake_drained(self) -> None:
+        drained, self._drained = self._drained, []
+        for fut in drained:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def flush(self) -> None:
+        """Wait until the queued frames are written (for a graceful close)."""
+        if not self._queue or self.writer_task.done():
+            return
+        fut = self.loop.create_future()
+        self._drained.append(fut)
+        await fut
+
+    # --- closing ------------------------------------------------------------------------------
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if self.close_task is None:
+            self.close_task = self.loop.create_task(self.close(code, reason))
+
+    async def close(self, code: int, reason: str) -> None:
+        """Send a close frame with ``code`` and stop; drop the socket if the peer stalls."""
+        already = self._closing
+        self._closing = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if already and self.ws.closed:
+            return
+        try:
+            async with asyncio.timeout(CLOSE_TIMEOUT):
+                await self.ws.close(code=code, message=reason.encode())
+        except (TimeoutError, ConnectionError, RuntimeError):
+            transport = self.request.transport
+            if transport is not None:
+                transport.abort()
+
+    async def finish(self) -> None:
+        """After the reader loop ended: stop the writer, release everything."""
+        self._closing = True
+        self._queue.clear()
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        if not self.writer_task.done():
+            self.writer_task.cancel()
+        await asyncio.gather(self.writer_task, return_exceptions=True)
+        if self.close_task is not None:
+            await asyncio.gather(self.close_task, return_exceptions=True)

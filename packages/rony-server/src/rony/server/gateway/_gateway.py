@@ -1,0 +1,507 @@
+"""The gateway: HTTP + WebSocket on one port (aiohttp's low-level server, no router).
+
+Theory of operation
+-------------------
+Every request goes through ``_handle``:
+
+1. over ``max_connections`` open TCP connections -> 503 with an ``E09 BUSY`` Error envelope;
+2. ``OPTIONS`` -> 204 CORS preflight; every other response carries the CORS headers;
+3. WebSocket upgrade on *any* path when ``Connection: Upgrade`` or ``X-Rony-Upgrade: Upgrade``
+   (for proxies that strip ``Connection``), as Go Rony;
+4. ``GET health_path`` -> 200;
+5. a REST route (method + path) -> the REST flow (``_rest.py``);
+6. anything else is RPC over HTTP: the body is one envelope, the reply body is one envelope.
+
+WebSocket: binary frames are protobuf envelopes, text frames Go Rony's JSON envelopes (when
+``json_enabled``; the reply to a text frame is a text frame). One reader loop per connection
+reads frames and starts one dispatch task per frame, in arrival order; at most
+``max_inflight_per_conn`` run at once, and when that many are in flight the reader stops
+reading the socket (TCP back-pressure) until one finishes. So:
+
+* **ordering guarantee**: the dispatches of one connection *start* in the order their frames
+  arrived, and the first ``await``-free part of each handler chain runs in that order; with
+  ``max_inflight_per_conn = 1`` requests are handled strictly one after another and replies come
+  back in request order. With more, a handler that awaits lets the next frame's handler run, so
+  replies may come back out of order (match them by RequestID). Go Rony gave no ordering at all
+  (inventory §4.3). Across connections there is no ordering.
+
+Replies and pushes go through ``WSConn``'s bounded write queue and writer task. An idle timer per
+WebSocket closes it after ``idle_timeout`` without a read or a write (and no request in flight);
+aiohttp answers pings.
+
+HTTP RPC: the status is 200 for a normal reply, the HTTP status of the Error's code when the
+(single) reply is an Error, 204 when the handler pushed nothing, 400 + Error for an empty or
+undecodable body, 413 + Error for a body over ``max_message_size``. Several replies (a container
+request) come back as *one* MessageContainer envelope (Go Rony concatenated the envelopes into
+one body, which no client can split: inventory §14 weakness 4). ``Content-Type`` is
+``application/x-protobuf``, or ``application/json`` for a JSON request. Keep-alive is on (Go
+Rony sent ``Connection: close`` on every reply).
+
+Stop: stop listening, refuse new requests on open connections (``E09 BUSY``), wait for the
+in-flight dispatches up to ``grace``, cancel what is left, flush the write queues and close
+every WebSocket with 1001 (going away), then close the remaining HTTP connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json as _json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import WSCloseCode, WSMsgType, hdrs, web
+from aiohttp.web_protocol import RequestHandler
+
+from rony.core import (
+    C_Error,
+    Error,
+    MessageEnvelope,
+    container_envelope,
+    decode_envelope,
+    encode_envelope_json,
+    unwrap,
+)
+from rony.core.errors import BusyError, MalformedError, RonyError, http_status_of
+from rony.server._app import RestRoute
+from rony.server._dispatch import Dispatcher, error_envelope
+from rony.server._settings import EdgeSettings
+from rony.server.gateway._conn import CLOSE_TIMEOUT, HttpConn, WSConn, canonical_header
+from rony.server.gateway._cors import (
+    client_ip,
+    cors_headers,
+    parse_networks,
+    preflight_headers,
+)
+from rony.server.gateway._rest import (
+    JSON,
+    PROTOBUF,
+    RestResponse,
+    RestRouter,
+    bind_request,
+    error_response,
+    render_response,
+    split_path,
+)
+
+__all__ = ["Gateway"]
+
+log = logging.getLogger("rony.server")
+
+_SKIP_HEADERS = frozenset({"host", "upgrade", "connection", "content-length"})
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class _Server(web.Server):
+    """aiohttp's low-level server, counting open TCP connections for ``max_connections``."""
+
+    open_connections = 0
+
+    def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
+        super().connection_made(handler, transport)
+        self.open_connections += 1
+
+    def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
+        super().connection_lost(handler, exc)
+        self.open_connections -= 1
+
+
+class Gateway:
+    """HTTP + WebSocket front of an Edge. ``start()`` binds; ``stop(grace)`` drains."""
+
+    def __init__(self, dispatcher: Dispatcher, settings: EdgeSettings) -> None:
+        self.dispatcher = dispatcher
+        self.settings = settings
+        self.router = RestRouter(dispatcher.app.routes)
+        self.ws_conns: dict[int, WSConn] = {}
+        self.address: tuple[str, int] = (settings.gateway_host, settings.gateway_port)
+        self._trusted = parse_networks(settings.trusted_proxies)
+        self._conn_ids = itertools.count(1)
+        self._runner: web.ServerRunner | None = None
+        self._server: _Server | None = None
+        self._site: web.TCPSite | None = None
+        self._stopping = False
+        self._busy = 0  # dispatches in flight (WS frames and HTTP requests)
+        self._idle: asyncio.Future[None] | None = None
+        self._ws_tasks: set[asyncio.Task[None]] = set()
+        self._ws_handlers: set[asyncio.Task[Any]] = set()
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self) -> tuple[str, int]:
+        s = self.settings
+        self._server = _Server(
+            self._handle,
+            keepalive_timeout=s.idle_timeout,
+            access_log=None,
+            max_field_size=16 * 1024,
+        )
+        self._runner = web.ServerRunner(self._server, shutdown_timeout=CLOSE_TIMEOUT)
+        await self._runner.setup()
+        self._site = web.TCPSite(self._runner, s.gateway_host, s.gateway_port, backlog=2048)
+        await self._site.start()
+        server = self._site._server
+        assert isinstance(server, asyncio.base_events.Server)
+        sockname = server.sockets[0].getsockname()
+        self.address = (str(sockname[0]), int(sockname[1]))
+        return self.address
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    async def stop(self, grace: float) -> None:
+        if self._runner is None or self._stopping:
+            return
+        self._stopping = True
+        loop = asyncio.get_running_loop()
+        if self._site is not None:
+            await self._site.stop()  # stop accepting
+        if self._busy:
+            self._idle = loop.create_future()
+            try:
+                async with asyncio.timeout(grace):
+                    await self._idle
+            except TimeoutError:
+                log.warning("stop: %d requests still running after %ss; cancelling", self._busy,
+                            grace)  # fmt: skip
+        for task in list(self._ws_tasks):
+            task.cancel()
+        if self._ws_tasks:
+            await asyncio.gather(*self._ws_tasks, return_exceptions=True)
+        conns = list(self.ws_conns.values())
+
+        async def going_away(conn: WSConn) -> None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await conn.flush()
+            await conn.close(WSCloseCode.GOING_AWAY, "server shutting down")
+
+        await asyncio.gather(*(going_away(c) for c in conns), return_exceptions=True)
+        if self._ws_handlers:
+            # Let the reader loops see the close and release their conns.
+            await asyncio.wait(self._ws_handlers, timeout=CLOSE_TIMEOUT)
+        runner, self._runner = self._runner, None
+        await runner.cleanup()
+
+    # --- push ---------------------------------------------------------------------------------
+
+    def push(self, conn_id: int, env: MessageEnvelope) -> bool:
+        conn = self.ws_conns.get(conn_id)
+        if conn is None or conn.closed:
+            return False
+        conn.push(env)
+        return True
+
+    # --- request entry ------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        self._busy += 1
+
+    def _end(self) -> None:
+        self._busy -= 1
+        if self._busy == 0 and self._idle is not None and not self._idle.done():
+            self._idle.set_result(None)
+
+    async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        s = self.settings
+        headers = request.headers
+        cors = cors_headers(headers.get(hdrs.ORIGIN), s.cors_origins) if s.cors_origins else {}
+        server = self._server
+        assert server is not None
+        if server.open_connections > s.max_connections:
+            resp = self._envelope_response(
+                error_envelope(BusyError("SERVER", "too many connections")), False, cors
+            )
+            resp.force_close()
+            return resp
+        method = request.method
+        if method == hdrs.METH_OPTIONS:
+            return web.Response(status=204, headers=preflight_headers(headers, s.cors_origins))
+        if "upgrade" in headers.get(hdrs.CONNECTION, "").lower() or (
+            headers.get("X-Rony-Upgrade", "").lower() == "upgrade"
+        ):
+            return await self._websocket(request, cors)
+        if s.health_path is not None and request.path == s.health_path and method == "GET":
+            body = _json.dumps({"status": "ok", "server_id": s.server_id}).encode()
+            return web.Response(body=body, content_type="application/json", headers=cors)
+        if self._stopping:
+            resp = self._envelope_response(
+                error_envelope(BusyError("SERVER", "the server is shutting down")), False, cors
+            )
+            resp.force_close()
+            return resp
+        if self.router:
+            match = self.router.match(method, split_path(request.rel_url.raw_path))
+            if match is not None:
+                return await self._rest(request, match[0], match[1], cors)
+        return await self._rpc(request, cors)
+
+    def _values(self, request: web.BaseRequest) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for name, value in request.headers.items():
+            low = name.lower()
+            if low in _SKIP_HEADERS or low.startswith("sec-websocket-"):
+                continue
+            values[canonical_header(name)] = value
+        for key, value in request.query.items():
+            values.setdefault(key, value)
+        return values
+
+    def _client_ip(self, request: web.BaseRequest) -> str:
+        peer = request.remote or ""
+        if not self._trusted:
+            return peer
+        return client_ip(peer, request.headers, self._trusted)
+
+    async def _read_body(self, request: web.BaseRequest) -> bytes:
+        limit = self.settings.max_message_size
+        length = request.content_length
+        if length is not None:
+            if length > limit:
+                raise _BodyTooLarge
+            return await request.content.read(-1) if length else b""
+        data = bytearray()
+        while True:
+            chunk = await request.content.readany()
+            if not chunk:
+                return bytes(data)
+            data += chunk
+            if len(data) > limit:
+                raise _BodyTooLarge
+
+    def _envelope_response(
+        self, env: MessageEnvelope, json: bool, cors: Mapping[str, str], status: int | None = None
+    ) -> web.Response:
+        if status is None:
+            status = 200 if env.Constructor != C_Error else http_status_of(_error_code(env))
+        if json:
+            try:
+                body = encode_envelope_json(env)
+            except RonyError as err:
+                body = encode_envelope_json(error_envelope(err, env.RequestID))
+                status = err.http_status
+            ctype = JSON
+        else:
+            body = env.SerializeToString()
+            ctype = PROTOBUF
+        resp = web.Response(body=body, status=status, headers=cors)
+        resp.content_type = ctype
+        return resp
+
+    # --- RPC over HTTP ------------------------------------------------------------------------
+
+    async def _rpc(self, request: web.BaseRequest, cors: Mapping[str, str]) -> web.StreamResponse:
+        json = self.settings.json_enabled and request.content_type == JSON
+        try:
+            body = await self._read_body(request)
+        except _BodyTooLarge:
+            err = MalformedError("REQUEST", f"body over {self.settings.max_message_size} bytes")
+            resp = self._envelope_response(error_envelope(err), json, cors, status=413)
+            resp.force_close()
+            return resp
+        if not body:
+            err = MalformedError("REQUEST", "empty body: POST one MessageEnvelope")
+            return self._envelope_response(error_envelope(err), json, cors)
+        conn = HttpConn(next(self._conn_ids), self._client_ip(request), self._values(request))
+        self._begin()
+        try:
+            replies = await self.dispatcher.dispatch_bytes(conn, body, json=json)
+        finally:
+            self._end()
+        if not replies:
+            return web.Response(status=204, headers=cors)
+        if len(replies) == 1:
+            return self._envelope_response(replies[0], json, cors)
+        return self._envelope_response(container_envelope(replies), json, cors, status=200)
+
+    # --- REST ---------------------------------------------------------------------------------
+
+    async def _rest(
+        self,
+        request: web.BaseRequest,
+        route: RestRoute,
+        params: dict[str, str],
+        cors: Mapping[str, str],
+    ) -> web.StreamResponse:
+        try:
+            body = await self._read_body(request)
+        except _BodyTooLarge:
+            err = MalformedError("REQUEST", f"body over {self.settings.max_message_size} bytes")
+            out = error_response(err)
+            out = RestResponse(413, out.headers, out.body)
+        else:
+            values = self._values(request)
+            values.update(params)
+            conn = HttpConn(next(self._conn_ids), self._client_ip(request), values)
+            query = {k: v for k, v in request.query.items()}
+            try:
+                env = bind_request(route, params, query, body)
+            except RonyError as err:
+                out = error_response(err)
+            else:
+                self._begin()
+                try:
+                    replies = await self.dispatcher.dispatch(conn, env)
+                finally:
+                    self._end()
+                out = render_response(route, replies, request.raw_path)
+        resp = web.Response(body=out.body, status=out.status, headers={**cors, **out.headers})
+        if out.status == 413:
+            resp.force_close()
+        return resp
+
+    # --- WebSocket ----------------------------------------------------------------------------
+
+    async def _websocket(
+        self, request: web.BaseRequest, cors: Mapping[str, str]
+    ) -> web.StreamResponse:
+        s = self.settings
+        if self._stopping:
+            return web.Response(status=503, text="the server is shutting down", headers=cors)
+        if (
+            hdrs.UPGRADE not in request.headers
+            or "upgrade" not in request.headers.get(hdrs.CONNECTION, "").lower()
+        ):
+            # X-Rony-Upgrade: a proxy stripped Connection/Upgrade; restore them for aiohttp.
+            fixed = request.headers.copy()
+            fixed[hdrs.CONNECTION] = "Upgrade"
+            fixed.setdefault(hdrs.UPGRADE, "websocket")
+            request = request.clone(headers=fixed)
+        ws = web.WebSocketResponse(
+            max_msg_size=s.max_message_size,
+            compress=s.ws_compress,
+            autoping=True,
+            decode_text=False,
+            timeout=CLOSE_TIMEOUT,
+        )
+        try:
+            await ws.prepare(request)
+        except web.HTTPException as exc:
+            return web.Response(status=exc.status, text=exc.text or exc.reason, headers=cors)
+        task = asyncio.current_task()
+        assert task is not None
+        self._ws_handlers.add(task)
+        conn = WSConn(
+            next(self._conn_ids),
+            self._client_ip(request),
+            self._values(request),
+            ws,
+            request,
+            s.write_queue_size,
+        )
+        self.ws_conns[conn.conn_id] = conn
+        idle = _IdleTimer(conn, s.idle_timeout)
+        try:
+            await self._read_loop(conn, ws)
+        finally:
+            idle.cancel()
+            self.ws_conns.pop(conn.conn_id, None)
+            self._ws_handlers.discard(task)
+            await conn.finish()
+        return ws
+
+    async def _read_loop(self, conn: WSConn, ws: web.WebSocketResponse) -> None:
+        loop = conn.loop
+        max_inflight = self.settings.max_inflight_per_conn
+        dispatch = self._ws_dispatch
+        tasks = self._ws_tasks
+        while True:
+            msg = await ws.receive()
+            kind = msg.type
+            if kind is WSMsgType.BINARY:
+                is_json = False
+            elif kind is WSMsgType.TEXT:
+                is_json = conn.text_mode = True
+            else:
+                if kind is WSMsgType.ERROR:
+                    log.info("conn %s: websocket error: %s", conn.conn_id, msg.data)
+                return  # CLOSE, CLOSING, CLOSED, ERROR
+            data: bytes = msg.data
+            conn.last_activity = loop.time()
+            if self._stopping:
+                self._refuse(conn, data, is_json)
+                continue
+            if conn.inflight >= max_inflight:
+                # Back-pressure: read nothing more from this socket until a slot frees.
+                waiter = conn.slot_waiter = loop.create_future()
+                await waiter
+            conn.inflight += 1
+            self._busy += 1
+            task = loop.create_task(dispatch(conn, data, is_json))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    async def _ws_dispatch(self, conn: WSConn, data: bytes, is_json: bool) -> None:
+        try:
+            await self.dispatcher.dispatch_bytes(
+                conn, data, json=is_json, reply=conn.send_text if is_json else conn.send
+            )
+        except Exception:
+            log.exception("conn %s: dispatch failed", conn.conn_id)
+        finally:
+            conn.inflight -= 1
+            conn.last_activity = conn.loop.time()
+            waiter = conn.slot_waiter
+            if waiter is not None:
+                conn.slot_waiter = None
+                if not waiter.done():
+                    waiter.set_result(None)
+            self._end()
+
+    def _refuse(self, conn: WSConn, data: bytes, is_json: bool) -> None:
+        request_id = 0
+        if not is_json:
+            with contextlib.suppress(MalformedError):
+                request_id = decode_envelope(data, self.dispatcher.settings.limits).RequestID
+        env = error_envelope(BusyError("SERVER", "the server is shutting down"), request_id)
+        (conn.send_text if is_json else conn.send)(env)
+
+
+class _IdleTimer:
+    """Closes a WebSocket after ``timeout`` seconds with no read, no write, nothing in flight.
+
+    Go Rony counted reads only, so a client that only received pushes was cut off.
+    """
+
+    __slots__ = ("_conn", "_handle", "_timeout")
+
+    def __init__(self, conn: WSConn, timeout: float) -> None:
+        self._conn = conn
+        self._timeout = timeout
+        self._handle: asyncio.TimerHandle | None = conn.loop.call_at(
+            conn.last_activity + timeout, self._check
+        )
+
+    def _check(self) -> None:
+        conn = self._conn
+        now = conn.loop.time()
+        if conn.closed:
+            self._handle = None
+            return
+        if conn.inflight == 0 and now - conn.last_activity >= self._timeout:
+            log.info("conn %s: idle for %ss; closing", conn.conn_id, self._timeout)
+            conn.close_soon(WSCloseCode.OK, "idle timeout")
+            self._handle = None
+            return
+        when = max(conn.last_activity + self._timeout, now + min(1.0, self._timeout))
+        self._handle = conn.loop.call_at(when, self._check)
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
+def _error_code(env: MessageEnvelope) -> str:
+    try:
+        err = unwrap(env, Error)
+    except RonyError:
+        return "E00"
+    assert isinstance(err, Error)
+    return err.Code
