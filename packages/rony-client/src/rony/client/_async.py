@@ -1,0 +1,606 @@
+"""``AsyncClient``: the asyncio twin, a thin driver over the protocol core.
+
+WebSocket: one connection per target URL ("link"), dialled on first use, requests multiplexed
+by RequestID; one reader task per link matches replies to waiting futures and hands pushes to
+the push consumers. When a link drops, every request written on it fails with
+``ConnectionLost`` (retried only when the call is idempotent), requests not yet written are
+retried by the exchange's policy, and (``settings.reconnect``) a background task re-dials with
+jittered exponential back-off so pushes keep flowing. HTTP: one POST per envelope or batch.
+
+Background tasks (readers, re-dialers, the push dispatcher, on_connect hooks) are owned by the
+client and cancelled by ``close()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Literal, TypeVar, overload
+
+from google.protobuf.message import Message
+
+from rony.client._protocol import (
+    ClientCore,
+    Done,
+    Exchange,
+    Fail,
+    Pending,
+    PushQueue,
+    Send,
+    Wait,
+    match_http_replies,
+    reply_message,
+)
+from rony.client._settings import ClientSettings
+from rony.client._transport import AsyncConnection, AsyncTransport, ConnectOptions
+from rony.client.errors import (
+    ClientClosed,
+    ClientError,
+    ConnectError,
+    ConnectionLost,
+    RequestTimeout,
+)
+from rony.core import C_GetNodes, C_MessageContainer, C_Redirect, Edges, GetNodes, MessageEnvelope
+
+__all__ = ["AsyncClient"]
+
+log = logging.getLogger("rony.client")
+M = TypeVar("M", bound=Message)
+PushCallback = Callable[[MessageEnvelope], Awaitable[None] | None]
+ConnectCallback = Callable[[str], Awaitable[None] | None]
+
+
+def _renew(err: ClientError, written: bool | None = None) -> ClientError:
+    """A fresh copy of a connection-wide error for one waiter (exceptions carry tracebacks)."""
+    try:
+        copy = type(err)(str(err))
+    except TypeError:
+        copy = ConnectionLost(str(err))
+    copy.written = err.written if written is None else written
+    copy.__cause__ = err.__cause__
+    return copy
+
+
+class _Sink:
+    """One push consumer: a bounded drop-oldest queue and a wake-up event."""
+
+    __slots__ = ("closed", "event", "queue")
+
+    def __init__(self, size: int) -> None:
+        self.queue: PushQueue[MessageEnvelope] = PushQueue(size)
+        self.event = asyncio.Event()
+        self.closed = False
+
+    def put(self, env: MessageEnvelope) -> None:
+        self.queue.put(env)
+        self.event.set()
+
+    async def get(self) -> MessageEnvelope | None:
+        while not self.queue:
+            if self.closed:
+                return None
+            self.event.clear()
+            await self.event.wait()
+        return self.queue.get()
+
+
+class _Link:
+    __slots__ = ("conn", "connecting", "reader", "reconnecting", "url")
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.conn: AsyncConnection | None = None
+        self.connecting: asyncio.Task[AsyncConnection] | None = None
+        self.reader: asyncio.Task[None] | None = None
+        self.reconnecting: asyncio.Task[None] | None = None
+
+
+class AsyncClient:
+    """Talk to a Rony cluster from asyncio, over WebSocket (default) or HTTP.
+
+    ``url`` is one URL or a list of seed URLs (failover in order). ``transport`` picks the wire
+    (``"ws"`` or ``"http"``; seed URLs are rewritten to it). ``transport_impl`` replaces the
+    network (e.g. ``MockTransport(handler)``).
+    """
+
+    def __init__(
+        self,
+        url: str | Sequence[str],
+        *,
+        transport: Literal["ws", "http"] = "ws",
+        settings: ClientSettings | None = None,
+        transport_impl: AsyncTransport | None = None,
+    ) -> None:
+        self._core = ClientCore(url, transport=transport, settings=settings)
+        self.settings = self._core.settings
+        self._ws = transport == "ws"
+        if transport_impl is None:
+            from rony.client._aio_transport import AiohttpTransport
+
+            transport_impl = AiohttpTransport()
+            self._owns_transport = True
+        else:
+            self._owns_transport = False
+        self._transport = transport_impl
+        self._options = ConnectOptions.from_settings(self.settings)
+        self._pending: Pending[asyncio.Future[MessageEnvelope]] = Pending()
+        self._links: dict[str, _Link] = {}
+        self._sinks: list[_Sink] = []
+        self._callbacks: list[PushCallback] = []
+        self._dispatch_sink: _Sink | None = None
+        self._connect_callbacks: list[ConnectCallback] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self.dropped_pushes = 0
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def connect(self) -> None:
+        """Dial the current target now (WebSocket); a no-op over HTTP."""
+        self._check_open()
+        if self._ws:
+            loop = asyncio.get_running_loop()
+            url, _ = self._core.routing.pick(None, loop.time())
+            await self._open(url, self.settings.dial_timeout)
+
+    async def close(self) -> None:
+        """Fail pending requests with ``ClientClosed``, stop background tasks, close links."""
+        if self._closed:
+            return
+        self._closed = True
+        for fut in self._pending.lose_all():
+            if not fut.done():
+                fut.set_exception(ClientClosed("the client was closed", written=True))
+        for sink in self._sinks:
+            sink.closed = True
+            sink.event.set()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for link in self._links.values():
+            for t in (link.connecting, link.reader, link.reconnecting):
+                if t is not None and not t.done():
+                    t.cancel()
+                    tasks.append(t)
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for link in self._links.values():
+            if link.conn is not None:
+                conn, link.conn = link.conn, None
+                try:
+                    await conn.close()
+                except Exception:  # closing a broken link: nothing to report
+                    log.debug("closing %s failed", link.url, exc_info=True)
+        if self._owns_transport:
+            await self._transport.aclose()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosed("the client is closed")
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # --- routing ----------------------------------------------------------------------------------
+
+    @property
+    def session_replica_set(self) -> int | None:
+        """The replica set a session Redirect pinned this client to (None: the seeds)."""
+        return self._core.routing.session_replica_set
+
+    async def discover(self, replica_sets: Sequence[int] = ()) -> Edges:
+        """Ask the cluster for the edges of ``replica_sets`` (none: the seed's own replica set)
+        with ``GetNodes``, and remember them for ``replica_set=`` routing and redirects."""
+        reply = await self.call(
+            C_GetNodes, GetNodes(ReplicaSet=list(replica_sets)), Edges, idempotent=True
+        )
+        assert isinstance(reply, Edges)
+        self._core.routing.learn(reply.Nodes)
+        return reply
+
+    # --- requests ---------------------------------------------------------------------------------
+
+    @overload
+    async def call(
+        self,
+        constructor: int,
+        message: Message,
+        response_class: type[M],
+        *,
+        header: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+        replica_set: int | None = None,
+        idempotent: bool = False,
+    ) -> M: ...
+
+    @overload
+    async def call(
+        self,
+        constructor: int,
+        message: Message,
+        response_class: None = None,
+        *,
+        header: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+        replica_set: int | None = None,
+        idempotent: bool = False,
+    ) -> Message: ...
+
+    async def call(
+        self,
+        constructor: int,
+        message: Message,
+        response_class: type[Message] | None = None,
+        *,
+        header: Mapping[str, str] | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109
+        replica_set: int | None = None,
+        idempotent: bool = False,
+    ) -> Message:
+        """Send ``message`` under ``constructor`` (an RPC method id) and return the reply message.
+
+        An ``Error`` reply raises its ``rony.core.errors`` class; a reply of another class than
+        ``response_class`` raises ``UnexpectedResponse``. ``timeout`` bounds the whole call
+        (retries and redirects included). ``replica_set`` routes it to that replica set's edges
+        (learned with ``discover``, asked for automatically when unknown). ``idempotent=True``
+        lets the client re-send it after the connection dropped with the request written.
+        """
+        self._check_open()
+        env = self._core.request(constructor, message, header)
+        reply = await self._run(env, timeout, idempotent, replica_set)
+        return reply_message(reply, response_class)
+
+    async def send(
+        self,
+        env: MessageEnvelope,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+        replica_set: int | None = None,
+        idempotent: bool = False,
+    ) -> MessageEnvelope:
+        """Send an envelope (RequestID 0 gets a fresh id); return the reply envelope as is
+        (an ``Error`` envelope is returned, not raised; redirects are followed)."""
+        self._check_open()
+        return await self._run(self._core.prepare(env), timeout, idempotent, replica_set)
+
+    async def send_batch(
+        self,
+        envs: Sequence[MessageEnvelope],
+        *,
+        sync_run: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109
+        replica_set: int | None = None,
+    ) -> list[MessageEnvelope]:
+        """Send several envelopes in one MessageContainer frame (``sync_run``: the server runs
+        them in order); return their replies in the same order. A member answered with a
+        ``Redirect`` is re-sent alone to where it points."""
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        prepared = [self._core.prepare(e) for e in envs]
+        ex = self._core.batch(
+            prepared, loop.time(), sync_run=sync_run, timeout=timeout, replica_set=replica_set
+        )
+        await self._route_to(replica_set, ex)
+        done = await self._drive(ex)
+        replies = done.replies
+        assert replies is not None
+        redirected = [
+            i
+            for i, r in enumerate(replies)
+            if r.Constructor == C_Redirect and self.settings.follow_redirects
+        ]
+        if redirected:
+            now = loop.time()
+            subs = [
+                self._core.resume(prepared[i], replies[i], now, ex.deadline) for i in redirected
+            ]
+            results = await asyncio.gather(*(self._drive(s) for s in subs))
+            for i, res in zip(redirected, results, strict=True):
+                assert res.reply is not None
+                replies[i] = res.reply
+        return replies
+
+    async def _route_to(self, replica_set: int | None, ex: Exchange) -> None:
+        if replica_set is not None and not self._core.routing.knows(replica_set):
+            remaining = ex.deadline - asyncio.get_running_loop().time()
+            await asyncio.wait_for(self.discover([replica_set]), max(remaining, 0.001))
+
+    async def _run(
+        self,
+        env: MessageEnvelope,
+        timeout: float | None,  # noqa: ASYNC109
+        idempotent: bool,
+        replica_set: int | None,
+    ) -> MessageEnvelope:
+        ex = self._core.exchange(
+            env,
+            asyncio.get_running_loop().time(),
+            timeout=timeout,
+            idempotent=idempotent,
+            replica_set=replica_set,
+        )
+        if replica_set is not None:
+            await self._route_to(replica_set, ex)
+        done = await self._drive(ex)
+        assert done.reply is not None
+        return done.reply
+
+    async def _drive(self, ex: Exchange) -> Done:
+        loop = asyncio.get_running_loop()
+        batch = len(ex.request_ids) > 1 or ex.envelope.Constructor == C_MessageContainer
+        while True:
+            action = ex.next(loop.time())
+            if type(action) is Send:
+                try:
+                    if batch:
+                        replies = await self._attempt_batch(action, ex)
+                    else:
+                        reply = await self._attempt(action, ex)
+                except ClientError as err:
+                    if self._closed and not isinstance(err, ClientClosed):
+                        raise ClientClosed("the client was closed", written=err.written) from err
+                    ex.on_error(err, loop.time())
+                    continue
+                if batch:
+                    ex.on_replies(replies, loop.time())
+                else:
+                    ex.on_reply(reply, loop.time())
+            elif type(action) is Wait:
+                await asyncio.sleep(action.seconds)
+                self._check_open()
+            elif type(action) is Done:
+                return action
+            else:
+                assert isinstance(action, Fail)
+                raise action.error
+
+    # --- one attempt ------------------------------------------------------------------------------
+
+    async def _attempt(self, act: Send, ex: Exchange) -> MessageEnvelope:
+        if not self._ws:
+            return (await self._post(act, ex))[0]
+        link = await self._open(act.url, act.dial_timeout)
+        conn = link.conn
+        if conn is None:
+            raise ConnectionLost("connection dropped before the write", written=False)
+        loop = asyncio.get_running_loop()
+        rid = ex.request_id
+        fut: asyncio.Future[MessageEnvelope] = loop.create_future()
+        self._pending.add(rid, conn, fut)
+        try:
+            await conn.send(ex.frame)
+        except BaseException:
+            self._pending.discard(rid)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # the reader failed it too; this error wins
+            raise
+        timer = loop.call_later(act.timeout, _expire, fut, act.timeout)
+        try:
+            return await fut
+        except BaseException:
+            self._pending.discard(rid, abandoned=True)
+            raise
+        finally:
+            timer.cancel()
+
+    async def _attempt_batch(self, act: Send, ex: Exchange) -> list[MessageEnvelope]:
+        if not self._ws:
+            return await self._post(act, ex)
+        link = await self._open(act.url, act.dial_timeout)
+        conn = link.conn
+        if conn is None:
+            raise ConnectionLost("connection dropped before the write", written=False)
+        loop = asyncio.get_running_loop()
+        futs = [loop.create_future() for _ in ex.request_ids]
+        for rid, fut in zip(ex.request_ids, futs, strict=True):
+            self._pending.add(rid, conn, fut)
+        try:
+            try:
+                await conn.send(ex.frame)
+            except BaseException:
+                for f in futs:
+                    if f.done() and not f.cancelled():
+                        f.exception()
+                raise
+            done, _ = await asyncio.wait(futs, timeout=act.timeout)
+            if len(done) < len(futs):
+                for f in done:
+                    f.exception()
+                raise RequestTimeout(
+                    f"{len(futs) - len(done)} of {len(futs)} batch replies missing after "
+                    f"{act.timeout:.3g} s",
+                    written=True,
+                )
+            return [f.result() for f in futs]
+        finally:
+            for rid, f in zip(ex.request_ids, futs, strict=True):
+                if not f.done():
+                    self._pending.discard(rid, abandoned=True)
+                    f.cancel()
+                else:
+                    self._pending.discard(rid)
+
+    async def _post(self, act: Send, ex: Exchange) -> list[MessageEnvelope]:
+        body = await self._transport.round_trip_async(
+            act.url, ex.frame, timeout=act.timeout, options=self._options
+        )
+        return match_http_replies(self._core.decode_frame(body), ex.request_ids, self._deliver_push)
+
+    # --- links ------------------------------------------------------------------------------------
+
+    async def _open(self, url: str, dial_timeout: float) -> _Link:
+        link = self._links.get(url)
+        if link is not None and link.conn is not None:
+            return link
+        if link is None:
+            link = self._links[url] = _Link(url)
+        task = link.connecting
+        if task is None:
+            task = link.connecting = asyncio.get_running_loop().create_task(self._dial(link))
+            task.add_done_callback(_retrieve)
+        done, _ = await asyncio.wait({task}, timeout=dial_timeout)
+        if not done:
+            raise ConnectError(f"dialling {url} took longer than {dial_timeout:.3g} s")
+        task.result()  # ConnectError
+        return link
+
+    async def _dial(self, link: _Link) -> AsyncConnection:
+        try:
+            conn = await self._transport.connect_async(link.url, self._options)
+            if self._closed:
+                await conn.close()
+                raise ClientClosed("the client was closed")
+            link.conn = conn
+            link.reader = asyncio.get_running_loop().create_task(self._read(link, conn))
+            for cb in self._connect_callbacks:
+                self._spawn(_call_hook(cb, link.url))
+            return conn
+        finally:
+            link.connecting = None
+
+    async def _read(self, link: _Link, conn: AsyncConnection) -> None:
+        pending = self._pending
+        decode = self._core.decode_frame
+        reason: ClientError
+        try:
+            while True:
+                data = await conn.recv()
+                envs = decode(data)  # DecodeError / FrameTooLarge: the link cannot be trusted
+                for env in envs:
+                    rid = env.RequestID
+                    fut = pending.resolve(rid) if rid else None
+                    if fut is not None:
+                        if not fut.done():
+                            fut.set_result(env)
+                    elif not (rid and pending.is_late(rid)):
+                        self._deliver_push(env)
+        except ClientError as err:
+            reason = err
+        except Exception as err:  # a transport bug must not leave waiters hanging
+            reason = ConnectionLost(f"reader failed: {err!r}", written=True)
+        # the link is gone: fail what was written on it, then re-dial in the background
+        if link.conn is conn:
+            link.conn = None
+        for fut in pending.lose(conn):
+            if not fut.done():
+                fut.set_exception(_renew(reason, written=True))
+        try:
+            await conn.close()
+        except Exception:
+            log.debug("closing %s failed", link.url, exc_info=True)
+        if self.settings.reconnect and not self._closed and link.reconnecting is None:
+            link.reconnecting = self._spawn(self._redial(link))
+
+    async def _redial(self, link: _Link) -> None:
+        try:
+            attempt = 0
+            while not self._closed and link.conn is None:
+                await asyncio.sleep(self._core.backoff.delay(attempt))
+                attempt += 1
+                if link.conn is not None or self._closed:
+                    return
+                try:
+                    await self._open(link.url, self.settings.dial_timeout)
+                except ClientError as err:
+                    log.debug("re-dial of %s failed: %s", link.url, err)
+        finally:
+            link.reconnecting = None
+
+    # --- pushes -----------------------------------------------------------------------------------
+
+    def _deliver_push(self, env: MessageEnvelope) -> None:
+        if not self._sinks:
+            self.dropped_pushes += 1
+            return
+        for sink in self._sinks:
+            before = sink.queue.dropped
+            sink.put(env)
+            self.dropped_pushes += sink.queue.dropped - before
+
+    def on_push(self, callback: PushCallback) -> Callable[[], None]:
+        """Call ``callback(env)`` (sync or async) for every server push, in arrival order, from
+        one dispatcher task (never from the read loop); returns a function that unregisters it.
+        A callback that raises is logged and kept."""
+        self._check_open()
+        self._callbacks.append(callback)
+        if self._dispatch_sink is None:
+            sink = self._dispatch_sink = _Sink(self.settings.push_queue_size)
+            self._sinks.append(sink)
+            self._spawn(self._dispatch(sink))
+
+        def remove() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return remove
+
+    async def _dispatch(self, sink: _Sink) -> None:
+        while True:
+            env = await sink.get()
+            if env is None:
+                return
+            for cb in list(self._callbacks):
+                try:
+                    result = cb(env)
+                    if result is not None:
+                        await result
+                except Exception:
+                    log.exception("push callback %r failed", cb)
+
+    async def pushes(self) -> AsyncIterator[MessageEnvelope]:
+        """Iterate over server pushes (RequestID 0, or matching no pending request) from now
+        until the client closes. Each iterator buffers ``push_queue_size`` pushes, dropping the
+        oldest when its reader falls behind. Call ``connect()`` first to receive without a call."""
+        self._check_open()
+        sink = _Sink(self.settings.push_queue_size)
+        self._sinks.append(sink)
+        try:
+            while True:
+                env = await sink.get()
+                if env is None:
+                    return
+                yield env
+        finally:
+            if sink in self._sinks:
+                self._sinks.remove(sink)
+
+    def on_connect(self, callback: ConnectCallback) -> None:
+        """Run ``callback(url)`` (sync or async, as a task) after every successful dial,
+        re-dials included (e.g. to re-subscribe)."""
+        self._connect_callbacks.append(callback)
+
+
+# --- helpers --------------------------------------------------------------------------------------
+
+
+def _retrieve(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # a waiter may have given up; the error is reported to the others
+
+
+def _expire(fut: asyncio.Future[MessageEnvelope], timeout: float) -> None:
+    if not fut.done():
+        fut.set_exception(RequestTimeout(f"no reply within {timeout:.3g} s", written=True))
+
+
+async def _call_hook(cb: ConnectCallback, url: str) -> None:
+    try:
+        result = cb(url)
+        if result is not None:
+            await result
+    except Exception:
+        log.exception("on_connect callback %r failed", cb)

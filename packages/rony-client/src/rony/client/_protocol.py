@@ -1,0 +1,741 @@
+"""The client's protocol core: everything that is not I/O, shared by ``Client`` and ``AsyncClient``.
+
+Theory of operation
+-------------------
+A call is an ``Exchange``: a small state machine that the twin drives in a loop::
+
+    ex = core.exchange(env, now=clock())
+    while True:
+        action = ex.next(clock())
+        Send(url, ...)  -> the twin writes ``ex.frame`` to ``url`` and reports back with
+                           ``ex.on_reply(reply, now)`` or ``ex.on_error(client_error, now)``
+        Wait(seconds)   -> the twin sleeps (back-off, a Redirect's WaitInSec, a penalised seed)
+        Done(reply)     -> return it
+        Fail(error)     -> raise it
+
+The exchange decides retries (only when the request was not written, unless the caller said the
+call is idempotent), back-off with jitter, failover between seed URLs, redirects (session:
+switch the client's replica set; request: this call only; ``WaitInSec`` honoured) and the overall
+deadline. Time is passed in, so all of it is tested with a manual clock.
+
+``Routing`` knows the seed URLs, the edges learned from ``GetNodes``/``Redirect`` by replica set,
+the session replica set, and which URLs failed recently (penalised for a back-off period).
+
+``Pending`` matches replies to waiters by RequestID across connections; a reply with RequestID
+0, or one no request is waiting for, is a server push. Replies that arrive after their request
+gave up (timed out) are remembered for a while and dropped, so they are not mistaken for pushes.
+
+``decode_frame`` turns one frame (or HTTP body) into envelopes, unpacking a MessageContainer.
+``PushQueue`` is the bounded, drop-oldest buffer each push consumer reads from.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import urllib.parse
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Generic, Literal, TypeVar
+
+from google.protobuf.message import Message
+
+from rony.client._settings import ClientSettings
+from rony.client.errors import (
+    ClientError,
+    ConnectError,
+    ConnectionLost,
+    DecodeError,
+    FrameTooLarge,
+    RequestTimeout,
+    RetriesExceeded,
+    TooManyRedirects,
+    UnexpectedResponse,
+)
+from rony.core import (
+    C_Error,
+    C_MessageContainer,
+    C_Redirect,
+    Edge,
+    KeyValue,
+    Limits,
+    MessageContainer,
+    MessageEnvelope,
+    Redirect,
+    RedirectReason,
+    decode_envelope,
+    decode_envelope_json,
+    errors,
+    registry,
+    unwrap,
+)
+from rony.core import Error as ErrorMessage
+
+__all__ = [
+    "Action",
+    "Backoff",
+    "ClientCore",
+    "Done",
+    "Exchange",
+    "Fail",
+    "Pending",
+    "PushQueue",
+    "RequestIds",
+    "Routing",
+    "Send",
+    "Wait",
+    "decode_frame",
+    "match_http_replies",
+    "normalize_url",
+    "reply_message",
+]
+
+T = TypeVar("T")
+Scheme = Literal["ws", "http"]
+_MASK64 = 0xFFFF_FFFF_FFFF_FFFF
+
+
+# --- small parts ----------------------------------------------------------------------------------
+
+
+class Backoff:
+    """Exponential back-off with jitter: ``min(max, base * 2**n) * U[1 - jitter, 1]``."""
+
+    __slots__ = ("base", "jitter", "maximum", "rng")
+
+    def __init__(
+        self, base: float, maximum: float, jitter: float, rng: random.Random | None = None
+    ) -> None:
+        self.base = base
+        self.maximum = maximum
+        self.jitter = jitter
+        self.rng = rng or random.Random()
+
+    def delay(self, attempt: int) -> float:
+        """The wait before retry number ``attempt`` (0 = the first retry)."""
+        raw: float = min(self.maximum, self.base * float(2 ** min(attempt, 62)))
+        return raw * (1.0 - self.jitter * self.rng.random())
+
+
+class RequestIds:
+    """Request ids: a counter from a random start (as Go's edgec), never 0 (0 marks a push)."""
+
+    __slots__ = ("_counter",)
+
+    def __init__(self, rng: random.Random | None = None, start: int | None = None) -> None:
+        first = start if start is not None else (rng or random.Random()).randrange(1, 2**62)
+        self._counter = itertools.count(first)  # next() is atomic under the GIL
+
+    def next(self) -> int:
+        rid = next(self._counter) & _MASK64
+        while rid == 0:
+            rid = next(self._counter) & _MASK64
+        return rid
+
+
+def normalize_url(url: str, transport: Scheme) -> str:
+    """``host:port`` or any ws/wss/http/https URL -> the URL this transport dials.
+
+    A ``ws`` client turns ``http://h:p/x`` into ``ws://h:p/x`` (and https into wss); an
+    ``http`` client the other way round. The path defaults to ``/``.
+    """
+    if not isinstance(url, str) or not url:
+        raise ValueError(f"not a URL: {url!r}")
+    if "://" not in url:
+        url = f"{transport}://{url}"
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("ws", "wss", "http", "https"):
+        raise ValueError(f"unsupported URL scheme {parts.scheme!r} in {url!r}")
+    secure = scheme in ("wss", "https")
+    scheme = {"ws": ("ws", "wss"), "http": ("http", "https")}[transport][secure]
+    if not parts.hostname:
+        raise ValueError(f"URL has no host: {url!r}")
+    try:
+        parts.port  # noqa: B018 - validates the port
+    except ValueError as exc:
+        raise ValueError(f"bad port in {url!r}: {exc}") from None
+    path = parts.path or "/"
+    return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
+
+
+# --- frames ---------------------------------------------------------------------------------------
+
+
+def decode_frame(
+    data: bytes | bytearray | memoryview | str, limits: Limits
+) -> list[MessageEnvelope]:
+    """One WebSocket frame or HTTP body -> its envelopes (a container is unpacked).
+
+    Empty data holds no envelope. Raises ``FrameTooLarge`` over ``limits.max_message_size`` and
+    ``DecodeError`` for bytes that are not an envelope. A text frame is read as Go Rony's JSON
+    envelope.
+    """
+    if not data:
+        return []  # an HTTP 204 (the handler pushed nothing), or an empty frame
+    if len(data) > limits.max_message_size:
+        raise FrameTooLarge(
+            f"received {len(data)} bytes; max_message_size is {limits.max_message_size}",
+            written=True,
+        )
+    try:
+        if isinstance(data, str):
+            env = decode_envelope_json(data, limits)
+        else:
+            env = decode_envelope(data, limits)
+        if env.Constructor != C_MessageContainer:
+            return [env]
+        container = MessageContainer()
+        container.ParseFromString(env.Message)
+    except errors.RonyError as exc:
+        raise DecodeError(f"reply does not decode: {exc.description or exc}") from None
+    except Exception as exc:  # protobuf DecodeError on the container payload
+        raise DecodeError(f"reply container does not decode: {exc}") from None
+    if len(container.Envelopes) > limits.max_container_length:
+        raise DecodeError(
+            f"reply container holds {len(container.Envelopes)} envelopes; "
+            f"max_container_length is {limits.max_container_length}"
+        )
+    return list(container.Envelopes)
+
+
+# --- pending requests -----------------------------------------------------------------------------
+
+
+class Pending(Generic[T]):
+    """RequestID -> (connection key, waiter). Not thread-safe: the sync twin holds a lock.
+
+    ``late_memory`` ids of abandoned requests are remembered so that their late replies are
+    dropped instead of being delivered as pushes.
+    """
+
+    __slots__ = ("_by_id", "_late", "_late_memory", "late_replies")
+
+    def __init__(self, late_memory: int = 4096) -> None:
+        self._by_id: dict[int, tuple[object, T]] = {}
+        self._late: OrderedDict[int, None] = OrderedDict()
+        self._late_memory = late_memory
+        self.late_replies = 0
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._by_id
+
+    def add(self, request_id: int, link: object, waiter: T) -> None:
+        if request_id in self._by_id:
+            raise ValueError(f"request id {request_id} is already in flight")
+        self._by_id[request_id] = (link, waiter)
+
+    def resolve(self, request_id: int) -> T | None:
+        """The waiter of a reply (removed), or None for a push / a late reply."""
+        entry = self._by_id.pop(request_id, None)
+        return entry[1] if entry is not None else None
+
+    def is_late(self, request_id: int) -> bool:
+        """True (and counted) when ``request_id`` belongs to a request that gave up."""
+        if request_id in self._late:
+            self.late_replies += 1
+            return True
+        return False
+
+    def discard(self, request_id: int, *, abandoned: bool = False) -> None:
+        """Forget a request; ``abandoned`` (it timed out): drop its reply if one comes later."""
+        if self._by_id.pop(request_id, None) is not None and abandoned:
+            self._late[request_id] = None
+            if len(self._late) > self._late_memory:
+                self._late.popitem(last=False)
+
+    def lose(self, link: object) -> list[T]:
+        """Remove and return every waiter on a connection that dropped."""
+        ids = [rid for rid, (lk, _) in self._by_id.items() if lk is link]
+        return [self._by_id.pop(rid)[1] for rid in ids]
+
+    def lose_all(self) -> list[T]:
+        waiters = [w for _, w in self._by_id.values()]
+        self._by_id.clear()
+        return waiters
+
+
+class PushQueue(Generic[T]):
+    """A bounded FIFO that never blocks the producer: when full, the oldest item is dropped."""
+
+    __slots__ = ("_items", "dropped")
+
+    def __init__(self, maxsize: int) -> None:
+        self._items: deque[T] = deque(maxlen=maxsize)
+        self.dropped = 0
+
+    def put(self, item: T) -> bool:
+        """Append; False when that pushed the oldest item out."""
+        full = len(self._items) == self._items.maxlen
+        if full:
+            self.dropped += 1
+        self._items.append(item)
+        return not full
+
+    def get(self) -> T:
+        return self._items.popleft()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __bool__(self) -> bool:
+        return bool(self._items)
+
+
+# --- routing --------------------------------------------------------------------------------------
+
+
+class Routing:
+    """Where requests go: seeds, edges by replica set, the session replica set, penalties."""
+
+    def __init__(self, seeds: Sequence[str], transport: Scheme, backoff: Backoff) -> None:
+        if not seeds:
+            raise ValueError("at least one URL is needed")
+        self.transport: Scheme = transport
+        self.seeds = list(dict.fromkeys(normalize_url(u, transport) for u in seeds))
+        first = urllib.parse.urlsplit(self.seeds[0])
+        self._scheme = first.scheme
+        self._path = first.path or "/"
+        self._backoff = backoff
+        self.edges: dict[int, list[str]] = {}
+        self.server_ids: dict[str, str] = {}  # url -> server id
+        self.session_replica_set: int | None = None
+        self._failures: dict[str, int] = {}
+        self._penalty: dict[str, float] = {}
+
+    def edge_urls(self, edge: Edge) -> list[str]:
+        """Every host:port of an edge, as URLs (Go's client only ever dialled the first)."""
+        urls = []
+        for hp in edge.HostPorts:
+            if "://" in hp:
+                urls.append(normalize_url(hp, self.transport))
+            else:
+                urls.append(f"{self._scheme}://{hp}{self._path}")
+        return urls
+
+    def learn(self, edges: Iterable[Edge]) -> None:
+        """Remember where each replica set's edges are (from GetNodes or a Redirect)."""
+        fresh: dict[int, list[str]] = {}
+        for edge in edges:
+            urls = self.edge_urls(edge)
+            fresh.setdefault(edge.ReplicaSet, []).extend(urls)
+            for u in urls:
+                self.server_ids[u] = edge.ServerID
+        for rs, urls in fresh.items():
+            self.edges[rs] = list(dict.fromkeys(urls))
+
+    def knows(self, replica_set: int) -> bool:
+        return bool(self.edges.get(replica_set))
+
+    def candidates(self, replica_set: int | None = None) -> list[str]:
+        """Request-level replica set, else the session's, else the seeds."""
+        if replica_set is None:
+            replica_set = self.session_replica_set
+        if replica_set is not None:
+            urls = self.edges.get(replica_set)
+            if urls:
+                return urls
+        return self.seeds
+
+    def pick(self, replica_set: int | None, now: float) -> tuple[str, float]:
+        """The URL to use and how long to wait first (>0 only when all are penalised)."""
+        urls = self.candidates(replica_set)
+        penalty = self._penalty
+        if not penalty:
+            return urls[0], 0.0
+        best = urls[0]
+        best_until = penalty.get(best, 0.0)
+        for url in urls:
+            until = penalty.get(url, 0.0)
+            if until <= now:
+                return url, 0.0
+            if until < best_until:
+                best, best_until = url, until
+        return best, best_until - now
+
+    def failed(self, url: str, now: float) -> float:
+        """A dial to ``url`` failed: penalise it for the next back-off period; return that."""
+        n = self._failures.get(url, 0)
+        self._failures[url] = n + 1
+        delay = self._backoff.delay(n)
+        self._penalty[url] = now + delay
+        return delay
+
+    def succeeded(self, url: str) -> None:
+        if self._penalty:
+            self._penalty.pop(url, None)
+            self._failures.pop(url, None)
+
+
+# --- the exchange ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Write ``Exchange.frame`` to ``url``; wait at most ``timeout`` for the reply."""
+
+    url: str
+    timeout: float
+    dial_timeout: float
+
+
+@dataclass(frozen=True, slots=True)
+class Wait:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    reply: MessageEnvelope | None
+    replies: list[MessageEnvelope] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fail:
+    error: BaseException
+
+
+Action = Send | Wait | Done | Fail
+
+
+class Exchange:
+    """One request's life (or one batch's): attempts, retries, failover, redirects, deadline."""
+
+    __slots__ = (
+        "_core",
+        "_done",
+        "_error",
+        "_wait_until",
+        "deadline",
+        "envelope",
+        "failures",
+        "frame",
+        "idempotent",
+        "last_error",
+        "redirects",
+        "replica_set",
+        "request_ids",
+        "url",
+    )
+
+    def __init__(
+        self,
+        core: ClientCore,
+        env: MessageEnvelope,
+        frame: bytes,
+        request_ids: tuple[int, ...],
+        *,
+        deadline: float,
+        idempotent: bool = False,
+        replica_set: int | None = None,
+    ) -> None:
+        self._core = core
+        self.envelope = env
+        self.frame = frame
+        self.request_ids = request_ids
+        self.deadline = deadline
+        self.idempotent = idempotent
+        self.replica_set = replica_set
+        self.failures = 0
+        self.redirects = 0
+        self.url: str | None = None
+        self.last_error: BaseException | None = None
+        self._wait_until = 0.0
+        self._done: Done | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def request_id(self) -> int:
+        return self.request_ids[0]
+
+    def next(self, now: float) -> Action:
+        if self._done is not None:
+            return self._done
+        if self._error is not None:
+            return Fail(self._error)
+        remaining = self.deadline - now
+        if remaining <= 0:
+            return Fail(self._timeout("deadline passed"))
+        if self._wait_until > now:
+            if self._wait_until >= self.deadline:
+                return Fail(self._timeout("the next attempt would start after the deadline"))
+            return Wait(self._wait_until - now)
+        url, wait = self._core.routing.pick(self.replica_set, now)
+        if wait > 0:
+            if now + wait >= self.deadline:
+                return Fail(self._timeout(f"every URL failed recently; next try of {url} is late"))
+            self._wait_until = now + wait
+            return Wait(wait)
+        self.url = url
+        s = self._core.settings
+        return Send(url, min(s.request_timeout, remaining), min(s.dial_timeout, remaining))
+
+    def _timeout(self, why: str) -> RequestTimeout:
+        last = self.last_error
+        text = f"no reply before the deadline ({why})"
+        if last is not None:
+            text += f"; last error: {last!r}"
+        err = RequestTimeout(text, written=bool(getattr(last, "written", False)))
+        err.__cause__ = last
+        return err
+
+    def on_reply(self, reply: MessageEnvelope, now: float) -> None:
+        """The matched reply of a single request."""
+        if self.url is not None:
+            self._core.routing.succeeded(self.url)
+        if reply.Constructor == C_Redirect and self._core.settings.follow_redirects:
+            self._follow(reply, now)
+            return
+        self._done = Done(reply)
+
+    def on_replies(self, replies: list[MessageEnvelope], now: float) -> None:
+        """The matched replies of a batch, in request order (redirects are resumed one by one)."""
+        if self.url is not None:
+            self._core.routing.succeeded(self.url)
+        self._done = Done(None, replies)
+
+    def _follow(self, reply: MessageEnvelope, now: float) -> None:
+        s = self._core.settings
+        self.redirects += 1
+        if self.redirects > s.max_redirects:
+            self._error = TooManyRedirects(f"more than {s.max_redirects} redirects")
+            return
+        try:
+            redirect = Redirect.FromString(reply.Message)
+        except Exception as exc:
+            self._error = DecodeError(f"Redirect does not decode: {exc}")
+            return
+        if not redirect.Edges or not any(e.HostPorts for e in redirect.Edges):
+            self._error = UnexpectedResponse("Redirect names no edge to go to", C_Redirect)
+            return
+        routing = self._core.routing
+        routing.learn(redirect.Edges)
+        target = redirect.Edges[0].ReplicaSet
+        if redirect.Reason == RedirectReason.ReplicaSetSession:
+            routing.session_replica_set = target
+        self.replica_set = target
+        self._wait_until = now + redirect.WaitInSec
+
+    def on_error(self, error: ClientError, now: float) -> None:
+        """An attempt failed; decide between retry (after back-off) and failure."""
+        self.last_error = error
+        core = self._core
+        if isinstance(error, ConnectError):
+            if self.url is not None:
+                core.routing.failed(self.url, now)  # pick() fails over or waits it out
+            retriable = True
+        elif isinstance(error, ConnectionLost | RequestTimeout):
+            retriable = not error.written or self.idempotent
+            if retriable:
+                self._wait_until = now + core.backoff.delay(self.failures)
+        else:
+            retriable = False
+        if not retriable:
+            self._error = error
+            return
+        self.failures += 1
+        if self.failures > core.settings.max_retries:
+            err = RetriesExceeded(
+                f"{self.failures} attempts failed; last: {error}", error, self.failures
+            )
+            err.__cause__ = error
+            self._error = err
+
+
+# --- the core -------------------------------------------------------------------------------------
+
+
+class ClientCore:
+    """State shared by every request of one client: ids, routing, limits, policies."""
+
+    def __init__(
+        self,
+        urls: str | Sequence[str],
+        *,
+        transport: Scheme = "ws",
+        settings: ClientSettings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        if transport not in ("ws", "http"):
+            raise ValueError(f"transport must be 'ws' or 'http', not {transport!r}")
+        self.settings = s = settings or ClientSettings()
+        self.rng = rng or random.Random()
+        self.limits = Limits(
+            max_message_size=s.max_message_size, max_container_length=s.max_container_length
+        )
+        self.backoff = Backoff(s.backoff_base, s.backoff_max, s.backoff_jitter, self.rng)
+        self.ids = RequestIds(self.rng)
+        seeds = [urls] if isinstance(urls, str) else list(urls)
+        self.routing = Routing(seeds, transport, self.backoff)
+        self._headers = [KeyValue(Key=k, Value=v) for k, v in s.headers.items()]
+
+    # --- building requests ------------------------------------------------------------------------
+
+    def request(
+        self,
+        constructor: int,
+        message: Message,
+        header: Mapping[str, str] | None = None,
+    ) -> MessageEnvelope:
+        """A request envelope with a fresh id, the client's headers and auth."""
+        env = MessageEnvelope(
+            Constructor=constructor,
+            RequestID=self.ids.next(),
+            Message=message.SerializeToString(),
+            Auth=self.settings.auth,
+        )
+        self._add_headers(env, header)
+        return env
+
+    def prepare(self, env: MessageEnvelope) -> MessageEnvelope:
+        """A copy of a caller's envelope with a request id (kept when set), headers and auth."""
+        out = MessageEnvelope()
+        out.CopyFrom(env)
+        if out.RequestID == 0:
+            out.RequestID = self.ids.next()
+        if not out.Auth and self.settings.auth:
+            out.Auth = self.settings.auth
+        self._add_headers(out, None)
+        return out
+
+    def _add_headers(self, env: MessageEnvelope, header: Mapping[str, str] | None) -> None:
+        if header:
+            env.Header.extend(KeyValue(Key=k, Value=v) for k, v in header.items())
+        if self._headers:
+            have = {kv.Key for kv in env.Header}
+            env.Header.extend(kv for kv in self._headers if kv.Key not in have)
+
+    def encode(self, env: MessageEnvelope) -> bytes:
+        frame = env.SerializeToString()
+        if len(frame) > self.limits.max_message_size:
+            raise FrameTooLarge(
+                f"request is {len(frame)} bytes; max_message_size is "
+                f"{self.limits.max_message_size}",
+                written=False,
+            )
+        return frame
+
+    def exchange(
+        self,
+        env: MessageEnvelope,
+        now: float,
+        *,
+        timeout: float | None = None,
+        idempotent: bool = False,
+        replica_set: int | None = None,
+    ) -> Exchange:
+        deadline = now + (timeout if timeout is not None else self.settings.effective_deadline)
+        return Exchange(
+            self,
+            env,
+            self.encode(env),
+            (env.RequestID,),
+            deadline=deadline,
+            idempotent=idempotent,
+            replica_set=replica_set,
+        )
+
+    def batch(
+        self,
+        envs: Sequence[MessageEnvelope],
+        now: float,
+        *,
+        sync_run: bool = False,
+        timeout: float | None = None,
+        replica_set: int | None = None,
+    ) -> Exchange:
+        """One exchange carrying a MessageContainer of ``envs`` (already ``prepare``d)."""
+        if not envs:
+            raise ValueError("send_batch needs at least one envelope")
+        if len(envs) > self.limits.max_container_length:
+            raise ValueError(
+                f"{len(envs)} envelopes; max_container_length is {self.limits.max_container_length}"
+            )
+        ids = tuple(e.RequestID for e in envs)
+        if len(set(ids)) != len(ids):
+            raise ValueError("envelopes of one batch need distinct request ids")
+        container = MessageContainer(Length=len(envs), Envelopes=envs, SyncRun=sync_run)
+        env = MessageEnvelope(Constructor=C_MessageContainer, Message=container.SerializeToString())
+        deadline = now + (timeout if timeout is not None else self.settings.effective_deadline)
+        return Exchange(
+            self, env, self.encode(env), ids, deadline=deadline, replica_set=replica_set
+        )
+
+    def resume(
+        self, env: MessageEnvelope, redirect: MessageEnvelope, now: float, deadline: float
+    ) -> Exchange:
+        """An exchange for one batch member whose reply was a Redirect, already following it."""
+        ex = Exchange(self, env, self.encode(env), (env.RequestID,), deadline=deadline)
+        ex.on_reply(redirect, now)
+        return ex
+
+    # --- reading replies --------------------------------------------------------------------------
+
+    def decode_frame(self, data: bytes | bytearray | memoryview | str) -> list[MessageEnvelope]:
+        return decode_frame(data, self.limits)
+
+
+def match_http_replies(
+    envs: list[MessageEnvelope],
+    request_ids: tuple[int, ...],
+    push: Callable[[MessageEnvelope], None],
+) -> list[MessageEnvelope]:
+    """The replies of one HTTP exchange, in request order; other envelopes go to ``push``.
+
+    HTTP has no later: a request id the body does not answer raises ``UnexpectedResponse``.
+    """
+    found: dict[int, MessageEnvelope] = {}
+    orphans: list[MessageEnvelope] = []
+    wanted = set(request_ids)
+    for env in envs:
+        rid = env.RequestID
+        if rid in wanted and rid not in found:
+            found[rid] = env
+        else:
+            orphans.append(env)
+    if len(request_ids) == 1 and not found and len(orphans) == 1 and orphans[0].RequestID == 0:
+        # A gateway-level reply (an Error for an envelope it could not read) carries no id.
+        found[request_ids[0]] = orphans.pop()
+    for env in orphans:
+        push(env)
+    missing = [rid for rid in request_ids if rid not in found]
+    if missing:
+        raise UnexpectedResponse(
+            f"the HTTP reply carries no envelope for request id(s) {missing[:5]}"
+        )
+    return [found[rid] for rid in request_ids]
+
+
+_constructor_of: dict[type[Message], int] = {}
+
+
+def reply_message(env: MessageEnvelope, response_class: type[Message] | None = None) -> Message:
+    """The payload of a reply: an ``Error`` raises its ``RonyError`` class; a class mismatch
+    raises ``UnexpectedResponse``; a payload that does not decode raises ``DecodeError``."""
+    constructor = env.Constructor
+    if constructor == C_Error:
+        try:
+            err = unwrap(env, ErrorMessage)
+        except errors.RonyError as exc:
+            raise DecodeError(f"Error reply does not decode: {exc.description}") from None
+        assert isinstance(err, ErrorMessage)
+        raise errors.from_message(err)
+    if response_class is not None:
+        expected = _constructor_of.get(response_class)
+        if expected is None:
+            expected = _constructor_of[response_class] = registry.register_message(response_class)
+        if constructor != expected:
+            name = registry.name_of(constructor) or str(constructor)
+            raise UnexpectedResponse(
+                f"expected {response_class.DESCRIPTOR.name}, got {name}", constructor
+            )
+    elif constructor not in registry:
+        raise UnexpectedResponse(f"reply has unknown constructor {constructor}", constructor)
+    try:
+        return unwrap(env, response_class)
+    except errors.RonyError as exc:
+        raise DecodeError(f"reply payload does not decode: {exc.description}") from None
