@@ -373,6 +373,10 @@ class Gateway:
             fixed[hdrs.CONNECTION] = "Upgrade"
             fixed.setdefault(hdrs.UPGRADE, "websocket")
             request = request.clone(headers=fixed)
+            # aiohttp checks the parser's upgrade flag, which only `Connection: Upgrade` sets.
+            # The client sends no frame before our 101, so the parser has nothing to misread.
+            # (aiohttp internals; tests/server/test_echo.py guards it.)
+            request._message = request._message._replace(upgrade=True)
         ws = web.WebSocketResponse(
             max_msg_size=s.max_message_size,
             compress=s.ws_compress,

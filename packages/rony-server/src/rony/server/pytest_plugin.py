@@ -1,0 +1,54 @@
+"""pytest plugin (entry point ``pytest11``): the ``rony_node`` fixture.
+
+    async def test_echo(rony_node):
+        edge = await rony_node(app)          # a real node on 127.0.0.1:0, data in tmp_path
+        ...                                  # stopped when the test ends
+
+Needs pytest-asyncio; without it the plugin defines nothing (so installing rony-server never
+breaks an unrelated pytest run). Heavy imports happen only when the fixture is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rony.server import App, Edge
+
+__all__ = ["rony_node"]
+
+NodeFactory = Callable[..., Awaitable["Edge"]]
+
+try:
+    import pytest_asyncio
+except ImportError:  # pragma: no cover - pytest-asyncio is not installed
+    pytest_asyncio = None
+
+if pytest_asyncio is not None:
+
+    @pytest_asyncio.fixture
+    async def rony_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
+        """Factory of started nodes: ``await rony_node(app, **settings_overrides) -> Edge``."""
+        from rony.server import Edge
+
+        edges: list[Edge] = []
+
+        async def start(app: App | Edge, **overrides: Any) -> Edge:
+            overrides.setdefault("data_dir", tmp_path / f"rony-node-{len(edges)}")
+            overrides.setdefault("gateway_host", "127.0.0.1")
+            overrides.setdefault("gateway_port", 0)
+            if isinstance(app, Edge):
+                edge = Edge(app.app, app.settings.replace(**overrides))
+            else:
+                edge = Edge(app, **overrides)
+            await edge.start()
+            edges.append(edge)
+            return edge
+
+        try:
+            yield start
+        finally:
+            for edge in reversed(edges):
+                await edge.stop(1.0)

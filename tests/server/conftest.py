@@ -1,0 +1,189 @@
+"""Shared fixtures for rony.server tests: a test App with observable handlers, WS helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from rony.core import (
+    C_Error,
+    MessageEnvelope,
+    RequestCtx,
+    decode_envelope,
+    envelope,
+    method_id,
+    registry,
+)
+from rony.core.errors import AccessError
+from rony.core.pb.msg_pb2 import Error, KeyValue, Ping, Pong
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:  # so `examples.echo` imports (pytest runs in importlib mode)
+    sys.path.insert(0, str(ROOT))
+
+from rony.server import App  # noqa: E402
+
+# Method ids of the test service (any names; only their crc matters on the wire).
+C_Sleep = method_id("Test", "Sleep")
+C_Record = method_id("Test", "Record")
+C_Boom = method_id("Test", "Boom")
+C_Denied = method_id("Test", "Denied")
+C_Internal = method_id("Test", "Internal")
+C_Multi = method_id("Test", "Multi")
+C_Whoami = method_id("Test", "Whoami")
+C_PushTo = method_id("Test", "PushTo")
+C_Silent = method_id("Test", "Silent")
+C_Flood = method_id("Test", "Flood")
+
+for _c, _n in [
+    (C_Sleep, "TestSleep"),
+    (C_Record, "TestRecord"),
+    (C_Boom, "TestBoom"),
+    (C_Denied, "TestDenied"),
+    (C_Internal, "TestInternal"),
+    (C_Multi, "TestMulti"),
+    (C_Whoami, "TestWhoami"),
+    (C_PushTo, "TestPushTo"),
+    (C_Silent, "TestSilent"),
+    (C_Flood, "TestFlood"),
+]:
+    registry.register(_c, _n, Ping)
+
+
+class Probe:
+    """What the test handlers did, in order, plus gates a test can open."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.gates: dict[int, asyncio.Event] = {}
+        self.started: dict[int, asyncio.Event] = {}
+
+    def gate(self, key: int) -> asyncio.Event:
+        return self.gates.setdefault(key, asyncio.Event())
+
+    def start_event(self, key: int) -> asyncio.Event:
+        return self.started.setdefault(key, asyncio.Event())
+
+
+def build_test_app(probe: Probe) -> App:
+    """Handlers keyed on Ping.ID so a test controls each request."""
+    app = App("test")
+
+    async def sleep(ctx: RequestCtx) -> None:
+        # Waits until the test opens gate ID (or for ID milliseconds when ID < 0).
+        req = ctx.message(Ping)
+        probe.events.append(f"start {req.ID}")
+        probe.start_event(req.ID).set()
+        if req.ID < 0:
+            await asyncio.sleep(-req.ID / 1000)
+        else:
+            await probe.gate(req.ID).wait()
+        probe.events.append(f"end {req.ID}")
+        ctx.push_message(Pong(ID=req.ID))
+
+    async def record(ctx: RequestCtx) -> None:
+        req = ctx.message(Ping)
+        probe.events.append(f"record {req.ID}")
+        ctx.push_message(Pong(ID=req.ID))
+
+    async def boom(ctx: RequestCtx) -> None:
+        raise RuntimeError("secret traceback detail")
+
+    async def denied(ctx: RequestCtx) -> None:
+        raise AccessError("TOKEN", "bad token")
+
+    async def internal(ctx: RequestCtx) -> None:
+        ctx.push_message(Pong(ID=99))
+
+    async def multi(ctx: RequestCtx) -> None:
+        req = ctx.message(Ping)
+        for i in range(req.ID):
+            ctx.push_message(Pong(ID=i))
+
+    async def whoami(ctx: RequestCtx) -> None:
+        kv = [
+            KeyValue(Key="conn_id", Value=str(ctx.conn_id)),
+            KeyValue(Key="client_ip", Value=ctx.conn.client_ip),
+            KeyValue(Key="token", Value=str(ctx.conn.get("token", ""))),
+            KeyValue(Key="x-custom", Value=str(ctx.conn.get("X-Custom", ""))),
+        ]
+        ctx.push_envelope(
+            envelope(
+                Pong(ID=ctx.conn_id),
+                ctx.request_id,
+                header={k.Key: k.Value for k in kv},
+            )
+        )
+
+    async def push_to(ctx: RequestCtx) -> None:
+        req = ctx.message(Ping)
+        ok = ctx.services.push(req.ID, envelope(Pong(ID=7777), 0))
+        ctx.push_message(Pong(ID=1 if ok else 0))
+
+    async def silent(ctx: RequestCtx) -> None:
+        probe.events.append("silent")
+
+    async def flood(ctx: RequestCtx) -> None:
+        req = ctx.message(Ping)
+        for i in range(req.ID):
+            ctx.push_message(Pong(ID=i))
+
+    app.handle(C_Sleep, sleep, request_class=Ping, service="Test", method="Sleep")
+    app.handle(C_Record, record, request_class=Ping, service="Test", method="Record")
+    app.handle(C_Boom, boom)
+    app.handle(C_Denied, denied)
+    app.handle(C_Internal, internal, internal=True)
+    app.handle(C_Multi, multi)
+    app.handle(C_Whoami, whoami)
+    app.handle(C_PushTo, push_to)
+    app.handle(C_Silent, silent)
+    app.handle(C_Flood, flood)
+    return app
+
+
+@pytest.fixture
+def probe() -> Probe:
+    return Probe()
+
+
+@pytest.fixture
+def test_app(probe: Probe) -> App:
+    return build_test_app(probe)
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def req(constructor: int, msg: Any, request_id: int = 1, **kw: Any) -> bytes:
+    return envelope(msg, request_id, constructor=constructor, **kw).SerializeToString()
+
+
+async def recv_env(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> MessageEnvelope:
+    msg = await ws.receive(timeout=timeout)
+    assert msg.type is aiohttp.WSMsgType.BINARY, (msg.type, msg.data, msg.extra)
+    return decode_envelope(msg.data)
+
+
+def error_of(env: MessageEnvelope) -> Error:
+    assert env.Constructor == C_Error, env
+    err = Error()
+    err.ParseFromString(env.Message)
+    return err
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Poll a condition with a deadline (the condition is state we cannot await directly)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not cond():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
