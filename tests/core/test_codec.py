@@ -3,6 +3,8 @@ trace-context helpers, and totality: every decoder returns a message or raises M
 
 from __future__ import annotations
 
+import array
+import dataclasses
 import json
 from collections.abc import Callable
 from typing import Any
@@ -272,6 +274,10 @@ def test_over_limit_envelopes_are_malformed() -> None:
     with pytest.raises(MalformedError, match="limit is 10"):
         decode_envelope(data, Limits(max_message_size=10))
     assert decode_envelope(data, Limits(max_message_size=len(data))) == env
+    wide = memoryview(array.array("Q", bytes(8 * 4)))  # 4 items, 32 bytes
+    with pytest.raises(MalformedError, match="32 bytes; limit is 10"):
+        decode_envelope(wide, Limits(max_message_size=10))
+    assert dataclasses.replace(Limits(), max_header_count=4) == Limits(max_header_count=4)
     big = MessageEnvelope(Header=[KeyValue() for _ in range(65)])  # 2 bytes each
     with pytest.raises(MalformedError, match="headers"):
         decode_envelope(encode_envelope(big))

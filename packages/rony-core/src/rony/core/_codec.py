@@ -103,9 +103,11 @@ def _check_headers(env: MessageEnvelope, limits: Limits) -> None:
 def _check_size(data: bytes | bytearray | memoryview, limits: Limits, what: str) -> None:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise MalformedError("REQUEST", f"{what} must be bytes, not {type(data).__name__}")
-    if len(data) > limits.max_message_size:
+    # A memoryview's len() counts items, not bytes (memoryview(array("Q", ...))).
+    size = data.nbytes if isinstance(data, memoryview) else len(data)
+    if size > limits.max_message_size:
         raise MalformedError(
-            "REQUEST", f"{what} is {len(data)} bytes; limit is {limits.max_message_size}"
+            "REQUEST", f"{what} is {size} bytes; limit is {limits.max_message_size}"
         )
 
 
