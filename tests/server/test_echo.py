@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
@@ -94,7 +95,7 @@ async def test_ws_upgrade_on_any_path_and_x_rony_upgrade(http: aiohttp.ClientSes
         # A proxy that stripped Connection: the X-Rony-Upgrade header still upgrades. Send the
         # handshake by hand without `Connection: Upgrade`.
         host, port = edge.gateway_address
-        reader, writer = await __import__("asyncio").open_connection(host, port)
+        reader, writer = await asyncio.open_connection(host, port)
         writer.write(
             b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nX-Rony-Upgrade: Upgrade\r\n"
             b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"

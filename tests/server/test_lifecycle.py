@@ -1,0 +1,93 @@
+"""Edge lifecycle: start/stop idempotent, graceful stop with requests in flight (1001), hooks,
+refusal of new work while stopping."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from rony.core import Ping, Pong, unwrap
+from rony.server import App, Edge
+
+from .conftest import C_Sleep, Probe, recv_env, req
+
+
+async def test_graceful_stop_finishes_inflight_then_closes_1001(
+    test_app: App, probe: Probe, http: aiohttp.ClientSession, tmp_path: object
+) -> None:
+    edge = Edge(test_app, data_dir=str(tmp_path))
+    await edge.start()
+    ws = await http.ws_connect(edge.url)
+    await ws.send_bytes(req(C_Sleep, Ping(ID=1), 1))
+    await probe.start_event(1).wait()
+    stopping = asyncio.ensure_future(edge.stop(grace=5))
+    await asyncio.sleep(0.05)
+    assert not stopping.done()  # waits for the in-flight request
+    # New connections are refused while stopping.
+    with pytest.raises(aiohttp.ClientError):
+        async with http.post(edge.url, data=b"x"):
+            pass
+    probe.gate(1).set()
+    env = await recv_env(ws)  # the in-flight reply is delivered before the close
+    assert unwrap(env, Pong).ID == 1
+    msg = await ws.receive(timeout=5)
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert ws.close_code == 1001
+    await stopping
+    await edge.stop()  # idempotent
+    await edge.wait_for_termination()
+    assert not edge.running
+
+
+async def test_grace_expiry_cancels_stuck_requests(
+    test_app: App, probe: Probe, http: aiohttp.ClientSession, tmp_path: object
+) -> None:
+    edge = Edge(test_app, data_dir=str(tmp_path))
+    await edge.start()
+    ws = await http.ws_connect(edge.url)
+    await ws.send_bytes(req(C_Sleep, Ping(ID=2), 1))
+    await probe.start_event(2).wait()
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    await asyncio.gather(edge.stop(grace=0.2), edge.stop(grace=0.2))  # concurrent stops
+    assert loop.time() - t0 < 3
+    msg = await ws.receive(timeout=5)
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+    assert "end 2" not in probe.events
+    await ws.close()
+
+
+async def test_hooks_and_context_manager(tmp_path: object) -> None:
+    app = App("hooks")
+    calls: list[str] = []
+
+    @app.on_startup
+    async def up(edge: Edge) -> None:
+        calls.append(f"up {edge.server_id}")
+
+    @app.on_shutdown
+    async def down(edge: Edge) -> None:
+        calls.append("down")
+
+    async with Edge(app, data_dir=str(tmp_path), server_id="n1") as edge:
+        assert edge.running and edge.url.startswith("http://127.0.0.1:")
+        await edge.start()  # no-op when running
+    assert calls == ["up n1", "down"]
+    with pytest.raises(RuntimeError):
+        await edge.start()
+
+
+async def test_stop_before_start_is_harmless(test_app: App) -> None:
+    edge = Edge(test_app)
+    await edge.stop()
+    await edge.wait_for_termination()
+
+
+async def test_failed_start_releases_the_port(test_app: App, tmp_path: object) -> None:
+    async with Edge(test_app, data_dir=str(tmp_path)) as first:
+        host, port = first.gateway_address
+        second = Edge(test_app, data_dir=str(tmp_path) + "/b", gateway_port=port)
+        with pytest.raises(OSError):
+            await second.start()
+        assert not second.running

@@ -1,0 +1,141 @@
+"""Every limit of EdgeSettings, over real sockets: the offender gets an Error reply, an HTTP 4xx
+or a WS close code, and the server keeps serving everyone else."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+import pytest
+from rony.core import C_Ping, Ping, Pong, container_envelope, decode_envelope, envelope, unwrap
+from rony.server import App, EdgeSettings
+from rony.server.testing import serve
+
+from .conftest import C_Flood, C_Record, C_Sleep, Probe, error_of, recv_env, req, wait_for
+
+
+async def _ping_ok(http: aiohttp.ClientSession, url: str) -> None:
+    async with http.ws_connect(url) as ws:
+        await ws.send_bytes(req(C_Ping, Ping(ID=42), 1))
+        assert unwrap(await recv_env(ws), Pong).ID == 42
+
+
+async def test_max_message_size_ws_1009_and_http_413(
+    test_app: App, http: aiohttp.ClientSession
+) -> None:
+    async with serve(test_app, max_message_size=1024) as edge:
+        async with http.ws_connect(edge.url) as ws:
+            await ws.send_bytes(req(C_Ping, Ping(ID=1), 1, header={"pad": "x" * 2000}))
+            msg = await ws.receive(timeout=5)
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+            assert ws.close_code == 1009
+        async with http.post(edge.url, data=b"x" * 2000) as r:
+            assert r.status == 413
+            assert error_of(decode_envelope(await r.read())).Code == "E01"
+        await _ping_ok(http, edge.url)
+
+
+async def test_max_container_length(test_app: App, http: aiohttp.ClientSession) -> None:
+    async with serve(test_app, max_container_length=3) as edge, http.ws_connect(edge.url) as ws:
+        envs = [envelope(Ping(ID=i), i + 1) for i in range(4)]
+        await ws.send_bytes(container_envelope(envs, request_id=77).SerializeToString())
+        env = await recv_env(ws)
+        assert env.RequestID == 77 and error_of(env).Code == "E01"
+        await ws.send_bytes(container_envelope(envs[:3]).SerializeToString())
+        assert sorted([(await recv_env(ws)).RequestID for _ in range(3)]) == [1, 2, 3]
+
+
+async def test_max_connections(test_app: App, http: aiohttp.ClientSession) -> None:
+    async with serve(test_app, max_connections=2) as edge:
+        async with http.ws_connect(edge.url) as a, http.ws_connect(edge.url) as b:
+            with pytest.raises(aiohttp.WSServerHandshakeError) as exc:
+                async with http.ws_connect(edge.url):
+                    pass
+            assert exc.value.status == 503
+            for ws in (a, b):  # the admitted ones keep working
+                await ws.send_bytes(req(C_Ping, Ping(ID=3), 1))
+                assert unwrap(await recv_env(ws), Pong).ID == 3
+        await wait_for(lambda: edge.gateway is not None and not edge.gateway.ws_conns)
+        await _ping_ok(http, edge.url)
+
+
+async def test_idle_timeout_counts_reads_and_writes(
+    test_app: App, http: aiohttp.ClientSession
+) -> None:
+    async with serve(test_app, idle_timeout=0.3) as edge:
+        async with http.ws_connect(edge.url) as ws:
+            msg = await ws.receive(timeout=5)  # nothing sent: closed for idleness
+            assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
+        async with http.ws_connect(edge.url) as ws:
+            # The server only writes (pushes every 0.1 s): writes keep the conn alive.
+            conn_id = next(iter(edge.gateway.ws_conns)) if edge.gateway else 0
+            loop = asyncio.get_running_loop()
+            end = loop.time() + 0.8
+            while loop.time() < end:
+                assert edge.push(conn_id, envelope(Pong(ID=1)))
+                assert unwrap(await recv_env(ws), Pong).ID == 1
+                await asyncio.sleep(0.1)
+            assert not ws.closed
+
+
+async def test_max_inflight_per_conn_back_pressure_and_order(
+    test_app: App, probe: Probe, http: aiohttp.ClientSession
+) -> None:
+    async with serve(test_app, max_inflight_per_conn=2) as edge, http.ws_connect(edge.url) as ws:
+        for i in (1, 2, 3):
+            await ws.send_bytes(req(C_Sleep, Ping(ID=i), i))
+        await probe.start_event(2).wait()
+        # Two in flight: the third frame is not read (nor started) until one finishes.
+        await asyncio.sleep(0.05)
+        assert probe.events == ["start 1", "start 2"]
+        probe.gate(2).set()
+        assert (await recv_env(ws)).RequestID == 2
+        await probe.start_event(3).wait()
+        assert probe.events == ["start 1", "start 2", "end 2", "start 3"]
+        probe.gate(1).set()
+        probe.gate(3).set()
+        assert sorted([(await recv_env(ws)).RequestID for _ in range(2)]) == [1, 3]
+
+
+async def test_inflight_one_is_strictly_sequential(
+    test_app: App, probe: Probe, http: aiohttp.ClientSession
+) -> None:
+    async with serve(test_app, max_inflight_per_conn=1) as edge, http.ws_connect(edge.url) as ws:
+        await ws.send_bytes(req(C_Sleep, Ping(ID=-20), 1))
+        for i in range(2, 6):
+            await ws.send_bytes(req(C_Record, Ping(ID=i), i))
+        assert [(await recv_env(ws)).RequestID for _ in range(5)] == [1, 2, 3, 4, 5]
+
+
+async def test_handler_timeout_e06(test_app: App, http: aiohttp.ClientSession) -> None:
+    async with serve(test_app, handler_timeout=0.1) as edge, http.ws_connect(edge.url) as ws:
+        await ws.send_bytes(req(C_Sleep, Ping(ID=500), 9))
+        env = await recv_env(ws)
+        assert env.RequestID == 9 and error_of(env).Code == "E06"
+        await ws.send_bytes(req(C_Ping, Ping(ID=1), 10))
+        assert unwrap(await recv_env(ws), Pong).ID == 1
+
+
+async def test_slow_consumer_closed_with_1008(test_app: App, http: aiohttp.ClientSession) -> None:
+    async with serve(test_app, write_queue_size=8) as edge:
+        async with http.ws_connect(edge.url) as ws:
+            # One request that pushes far more frames than the queue holds, at once.
+            await ws.send_bytes(req(C_Flood, Ping(ID=10_000), 1))
+            code = None
+            for _ in range(10_001):
+                msg = await ws.receive(timeout=5)
+                if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED):
+                    code = ws.close_code
+                    break
+            assert code == 1008
+        await _ping_ok(http, edge.url)
+
+
+def test_settings_validate() -> None:
+    with pytest.raises(ValueError, match="max_message_size"):
+        EdgeSettings(max_message_size=0)
+    with pytest.raises(ValueError, match="handler_timeout"):
+        EdgeSettings(handler_timeout=-1)
+    with pytest.raises(ValueError):
+        EdgeSettings(trusted_proxies=("not-an-ip",))
+    assert EdgeSettings(handler_timeout=None).handler_timeout is None
