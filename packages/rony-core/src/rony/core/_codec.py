@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, overload
 
@@ -111,8 +111,9 @@ def _check_size(data: bytes | bytearray | memoryview, limits: Limits, what: str)
         )
 
 
-def encode_envelope(env: MessageEnvelope) -> bytes:
-    return env.SerializeToString()
+encode_envelope: Callable[[MessageEnvelope], bytes] = MessageEnvelope.SerializeToString
+"""MessageEnvelope -> bytes. The unbound method itself: a wrapper costs 0.06 µs per call,
+3 % of a whole build+encode+decode (see benchmarks/codec.py)."""
 
 
 def decode_envelope(
