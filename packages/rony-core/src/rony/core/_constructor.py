@@ -84,6 +84,7 @@ class Registry:
         self._by_id: dict[int, _Entry] = {}
         self._by_name: dict[str, int] = {}
         # id -> class, kept beside _by_id for the codec's hot path (one dict lookup per unwrap).
+        # _codec binds this dict's .get once: update it in place, never rebind it.
         self._classes: dict[int, type[Message]] = {}
 
     def register(self, constructor: int, name: str, message_class: type[Message]) -> None:
