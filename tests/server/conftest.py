@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+
 from rony.core import (
     C_Error,
     MessageEnvelope,
@@ -166,8 +167,8 @@ def req(constructor: int, msg: Any, request_id: int = 1, **kw: Any) -> bytes:
     return envelope(msg, request_id, constructor=constructor, **kw).SerializeToString()
 
 
-async def recv_env(ws: aiohttp.ClientWebSocketResponse, timeout: float = 5.0) -> MessageEnvelope:
-    msg = await ws.receive(timeout=timeout)
+async def recv_env(ws: aiohttp.ClientWebSocketResponse) -> MessageEnvelope:
+    msg = await ws.receive(timeout=5.0)
     assert msg.type is aiohttp.WSMsgType.BINARY, (msg.type, msg.data, msg.extra)
     return decode_envelope(msg.data)
 
@@ -179,10 +180,10 @@ def error_of(env: MessageEnvelope) -> Error:
     return err
 
 
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    """Poll a condition with a deadline (the condition is state we cannot await directly)."""
+async def wait_for(cond: Callable[[], bool]) -> None:
+    """Poll a condition with a 5 s deadline (for state we cannot await directly)."""
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + 5.0
     while not cond():
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")

@@ -8,6 +8,7 @@ import logging
 
 import aiohttp
 import pytest
+
 from rony.core import (
     C_Ping,
     Kind,
@@ -175,7 +176,8 @@ async def test_handler_exception_is_e00_without_leak(
             env = await recv_env(ws)
         err = error_of(env)
         assert (env.RequestID, err.Code, err.Items) == (3, "E00", "SERVER")
-        assert "secret" not in err.Description and "Traceback" not in err.Description
+        assert "secret" not in err.Description
+        assert "Traceback" not in err.Description
         assert any("secret traceback detail" in (r.exc_text or "") for r in caplog.records)
         await ws.send_bytes(req(C_Denied, Ping(), 4))
         err = error_of(await recv_env(ws))
@@ -203,7 +205,8 @@ async def test_push_to_another_connection_and_from_outside(
         env = await recv_env(b)
         values = {kv.Key: kv.Value for kv in env.Header}
         b_id = int(values["conn_id"])
-        assert values["token"] == "abc" and values["x-custom"] == "v"
+        assert values["token"] == "abc"
+        assert values["x-custom"] == "v"
         assert values["client_ip"] == "127.0.0.1"
         # a asks the server to push to b.
         await a.send_bytes(req(C_PushTo, Ping(ID=b_id), 2))

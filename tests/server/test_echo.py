@@ -6,6 +6,10 @@ import asyncio
 import json
 
 import aiohttp
+
+from examples.echo.app import app as echo_app
+from examples.echo.sample_pb2 import EchoRequest, EchoResponse
+from examples.echo.sample_rony import C_EchoResponse, C_SampleEcho
 from rony.core import (
     C_Edges,
     C_GetAllNodes,
@@ -22,10 +26,6 @@ from rony.core import (
     unwrap,
 )
 from rony.server.testing import serve
-
-from examples.echo.app import app as echo_app
-from examples.echo.sample_pb2 import EchoRequest, EchoResponse
-from examples.echo.sample_rony import C_EchoResponse, C_SampleEcho
 
 from .conftest import error_of, recv_env, req
 
@@ -58,7 +58,8 @@ async def test_ws_json_text_frames_get_text_replies(http: aiohttp.ClientSession)
         msg = await ws.receive(timeout=5)
         assert msg.type is aiohttp.WSMsgType.TEXT
         body = json.loads(msg.data)
-        assert body["requestId"] == 77 and body["cmd"] == "EchoResponse"
+        assert body["requestId"] == 77
+        assert body["cmd"] == "EchoResponse"
         assert body["message"] == {"ReqID": "9", "RandomText": "j"}
         # A bad JSON envelope gets a JSON Error reply, not silence.
         await ws.send_str("{not json")
@@ -135,7 +136,7 @@ async def test_http_keepalive_is_on(http: aiohttp.ClientSession) -> None:
                 assert r.headers.get("Connection", "").lower() != "close"
                 await r.read()
         # One TCP connection served all three requests.
-        assert len(conn._conns) == 1  # noqa: SLF001
+        assert len(conn._conns) == 1
 
 
 async def test_http_bad_and_empty_bodies_get_400_error(http: aiohttp.ClientSession) -> None:
@@ -154,7 +155,8 @@ async def test_http_error_reply_status_from_code(http: aiohttp.ClientSession) ->
         async with http.post(edge.url, data=req(999, Ping(), 8)) as r:
             assert r.status == 400  # E01 HANDLER
             env = decode_envelope(await r.read())
-        assert env.RequestID == 8 and error_of(env).Items == "HANDLER"
+        assert env.RequestID == 8
+        assert error_of(env).Items == "HANDLER"
 
 
 async def test_http_container_replies_come_back_as_one_container(
@@ -178,15 +180,19 @@ async def test_http_json_envelope(http: aiohttp.ClientSession) -> None:
     async with serve(echo_app) as edge:
         body = {"requestId": 5, "cmd": "Ping", "message": {"ID": "3"}}
         async with http.post(edge.url, json=body) as r:
-            assert r.status == 200 and r.content_type == "application/json"
+            assert r.status == 200
+            assert r.content_type == "application/json"
             out = await r.json()
-        assert out["cmd"] == "Pong" and out["message"] == {"ID": "3"} and out["requestId"] == 5
+        assert out["cmd"] == "Pong"
+        assert out["message"] == {"ID": "3"}
+        assert out["requestId"] == 5
 
 
 async def test_rest_echo(http: aiohttp.ClientSession) -> None:
     async with serve(echo_app) as edge:
         async with http.get(edge.url + "/echo/7/hello") as r:
-            assert r.status == 200 and r.content_type == "application/json"
+            assert r.status == 200
+            assert r.content_type == "application/json"
             assert await r.json() == {"ReqID": "7", "RandomText": "hello"}
         async with http.get(edge.url + "/echo/8/a%2Fb%20c") as r:  # URL-decoded per segment
             assert await r.json() == {"ReqID": "8", "RandomText": "a/b c"}
@@ -200,7 +206,8 @@ async def test_rest_echo(http: aiohttp.ClientSession) -> None:
 async def test_health_and_cors(http: aiohttp.ClientSession) -> None:
     async with serve(echo_app) as edge:
         async with http.get(edge.url + "/healthz") as r:
-            assert r.status == 200 and (await r.json())["server_id"] == edge.server_id
+            assert r.status == 200
+            assert (await r.json())["server_id"] == edge.server_id
         headers = {"Origin": "https://a.example", "Access-Control-Request-Method": "POST"}
         async with http.options(edge.url + "/echo/1/x", headers=headers) as r:
             assert r.status == 204
@@ -209,7 +216,9 @@ async def test_health_and_cors(http: aiohttp.ClientSession) -> None:
         async with http.get(edge.url + "/echo/1/x", headers={"Origin": "https://b.example"}) as r:
             assert r.headers["Access-Control-Allow-Origin"] == "https://b.example"
     async with serve(echo_app, cors_origins=("https://ok.example",)) as edge:
-        async with http.get(edge.url + "/echo/1/x", headers={"Origin": "https://evil.example"}) as r:
+        async with http.get(
+            edge.url + "/echo/1/x", headers={"Origin": "https://evil.example"}
+        ) as r:
             assert "Access-Control-Allow-Origin" not in r.headers
         async with http.get(edge.url + "/echo/1/x", headers={"Origin": "https://ok.example"}) as r:
             assert r.headers["Access-Control-Allow-Origin"] == "https://ok.example"

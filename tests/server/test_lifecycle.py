@@ -7,6 +7,7 @@ import asyncio
 
 import aiohttp
 import pytest
+
 from rony.core import Ping, Pong, unwrap
 from rony.server import App, Edge
 
@@ -71,7 +72,8 @@ async def test_hooks_and_context_manager(tmp_path: object) -> None:
         calls.append("down")
 
     async with Edge(app, data_dir=str(tmp_path), server_id="n1") as edge:
-        assert edge.running and edge.url.startswith("http://127.0.0.1:")
+        assert edge.running
+        assert edge.url.startswith("http://127.0.0.1:")
         await edge.start()  # no-op when running
     assert calls == ["up n1", "down"]
     with pytest.raises(RuntimeError):
@@ -86,8 +88,8 @@ async def test_stop_before_start_is_harmless(test_app: App) -> None:
 
 async def test_failed_start_releases_the_port(test_app: App, tmp_path: object) -> None:
     async with Edge(test_app, data_dir=str(tmp_path)) as first:
-        host, port = first.gateway_address
+        _, port = first.gateway_address
         second = Edge(test_app, data_dir=str(tmp_path) + "/b", gateway_port=port)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match=str(port)):
             await second.start()
         assert not second.running

@@ -199,8 +199,9 @@ class App:
         query_fields = _parse_bindings(bind_query_param, "bind_query_param")
         for fname in query_fields.values():
             _check_field(desc, fname, where)
-        route = RestRoute(verb, norm, constructor, request_class, path_fields, query_fields,
-                          json_encode)  # fmt: skip
+        route = RestRoute(
+            verb, norm, constructor, request_class, path_fields, query_fields, json_encode
+        )
         self.routes = [r for r in self.routes if (r.method, r.path) != (verb, norm)]
         self.routes.append(route)
 

@@ -10,6 +10,7 @@ breaks an unrelated pytest run). Heavy imports happen only when the fixture is u
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,14 +22,15 @@ __all__ = ["rony_node"]
 
 NodeFactory = Callable[..., Awaitable["Edge"]]
 
+pytest_asyncio: Any
 try:
-    import pytest_asyncio
+    pytest_asyncio = importlib.import_module("pytest_asyncio")
 except ImportError:  # pragma: no cover - pytest-asyncio is not installed
     pytest_asyncio = None
 
 if pytest_asyncio is not None:
 
-    @pytest_asyncio.fixture
+    @pytest_asyncio.fixture  # type: ignore[untyped-decorator]
     async def rony_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
         """Factory of started nodes: ``await rony_node(app, **settings_overrides) -> Edge``."""
         from rony.server import Edge

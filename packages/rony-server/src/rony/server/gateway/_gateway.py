@@ -168,8 +168,9 @@ class Gateway:
                 async with asyncio.timeout(grace):
                     await self._idle
             except TimeoutError:
-                log.warning("stop: %d requests still running after %ss; cancelling", self._busy,
-                            grace)  # fmt: skip
+                log.warning(
+                    "stop: %d requests still running after %ss; cancelling", self._busy, grace
+                )
         for task in list(self._ws_tasks):
             task.cancel()
         if self._ws_tasks:

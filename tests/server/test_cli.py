@@ -1,0 +1,166 @@
+"""`rony serve` as a real subprocess (port 0, SIGTERM -> graceful exit 0), target resolution and
+settings precedence (flags > env > file > defaults)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from rony.core import C_Ping, Ping, Pong, decode_envelope, unwrap
+from rony.server import App, Edge, EdgeSettings, load_settings
+from rony.server.cli import main, resolve_target
+
+from .conftest import ROOT, req
+
+
+def _start(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "rony.server.cli", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def _wait_url(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    line = proc.stdout.readline()  # blocks until the node printed its address (or died)
+    m = re.search(r"listening on (http://\S+)", line)
+    if m is None:
+        proc.kill()
+        raise AssertionError(f"no address; stdout={line!r} stderr={proc.communicate()[1]!r}")
+    return m.group(1)
+
+
+@pytest.mark.slow
+async def test_rony_serve_subprocess_sigterm(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc = _start(
+        [
+            "serve",
+            "examples.echo.app:app",
+            "--gateway",
+            "127.0.0.1:0",
+            "--data-dir",
+            str(data),
+            "--server-id",
+            "cli-node",
+        ],
+        cwd=ROOT,
+    )
+    try:
+        url = _wait_url(proc)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(url, data=req(C_Ping, Ping(ID=5), 1)) as r:
+                assert unwrap(decode_envelope(await r.read()), Pong).ID == 5
+            async with http.get(url + "/echo/7/hello") as r:
+                assert await r.json() == {"ReqID": "7", "RandomText": "hello"}
+            async with http.get(url + "/healthz") as r:
+                assert (await r.json())["server_id"] == "cli-node"
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert "listening on http://127.0.0.1:" in err
+    assert "stopped" in err
+    assert data.is_dir()
+
+
+@pytest.mark.slow
+def test_rony_serve_bad_target_exits_2(tmp_path: Path) -> None:
+    proc = _start(["serve", "no_such_module_xyz:app"], cwd=tmp_path)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert "no_such_module_xyz" in err
+
+
+def test_resolve_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "svc_mod_for_test.py").write_text(
+        "from rony.server import App, Edge\n"
+        "app = App('x')\n"
+        "def factory():\n    return Edge(App('y'))\n"
+        "class Holder:\n    inner = App('z')\n"
+        "notapp = 3\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    a = resolve_target("svc_mod_for_test:app")
+    assert isinstance(a, App)
+    assert a.name == "x"
+    assert isinstance(resolve_target("svc_mod_for_test"), App)
+    f = resolve_target("svc_mod_for_test:factory")
+    assert isinstance(f, Edge)
+    assert f.app.name == "y"
+    h = resolve_target("svc_mod_for_test:Holder.inner")
+    assert isinstance(h, App)
+    assert h.name == "z"
+    with pytest.raises(ValueError, match="not a rony App"):
+        resolve_target("svc_mod_for_test:notapp")
+    with pytest.raises(ValueError, match="has no"):
+        resolve_target("svc_mod_for_test:missing")
+
+
+def test_settings_precedence(tmp_path: Path) -> None:
+    cfg = tmp_path / "rony.toml"
+    cfg.write_text(
+        '[rony]\ngateway = "0.0.0.0:7000"\nreplica_set = 3\nidle_timeout = 12.5\n'
+        'trusted_proxies = ["10.0.0.0/8"]\nhandler_timeout = "none"\n'
+    )
+    env = {"RONY_REPLICA_SET": "4", "RONY_DATA_DIR": "/env/data", "RONY_UNRELATED": "x"}
+    s = load_settings(config_file=cfg, environ=env, overrides={"data_dir": "/flag/data"})
+    assert (s.gateway_host, s.gateway_port) == ("0.0.0.0", 7000)  # file
+    assert s.replica_set == 4  # env beats file
+    assert s.data_dir == "/flag/data"  # flag beats env
+    assert s.idle_timeout == 12.5
+    assert s.trusted_proxies == ("10.0.0.0/8",)
+    assert s.handler_timeout is None
+    assert load_settings(environ={"RONY_GATEWAY": "[::1]:0"}).gateway_host == "::1"
+    assert load_settings(environ={"RONY_JSON_ENABLED": "off"}).json_enabled is False
+    assert load_settings(environ={}).max_message_size == EdgeSettings().max_message_size
+    cfg.write_text("bogus = 1\n")
+    with pytest.raises(ValueError, match="unknown setting"):
+        load_settings(config_file=cfg, environ={})
+
+
+def test_cli_help_lists_serve(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "serve" in capsys.readouterr().out
+
+
+def test_cli_in_process_port_taken(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        t0 = time.monotonic()
+        code = main(
+            [
+                "serve",
+                "examples.echo.app:app",
+                "--gateway",
+                f"127.0.0.1:{port}",
+                "--data-dir",
+                str(tmp_path),
+                "--log-level",
+                "WARNING",
+            ]
+        )
+        assert code == 1
+        assert time.monotonic() - t0 < 5

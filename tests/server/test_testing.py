@@ -1,0 +1,52 @@
+"""rony.server.testing: TestClient in-process, serve(), and the rony_node pytest fixture."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+import pytest
+
+from examples.echo.app import app as echo_app
+from examples.echo.sample_pb2 import EchoRequest, EchoResponse
+from examples.echo.sample_rony import C_SampleEcho
+from rony.core import C_Ping, Ping, Pong, decode_envelope, unwrap
+from rony.core.errors import InvalidError
+from rony.server import Edge
+from rony.server.testing import TestClient, UnexpectedReply
+
+from .conftest import req
+
+
+async def test_test_client_call_rest_and_errors() -> None:
+    async with TestClient(echo_app, values={"token": "t"}) as client:
+        res = await client.call(C_SampleEcho, EchoRequest(ID=1, RandomText="x"), EchoResponse)
+        assert res == EchoResponse(ReqID=1, RandomText="x")
+        assert await client.call(C_Ping, Ping(ID=2)) == Pong(ID=2)
+        with pytest.raises(UnexpectedReply):
+            await client.call(C_Ping, Ping(ID=2), EchoResponse)
+        with pytest.raises(InvalidError):
+            await client.call(4242, Ping())
+        rest = await client.rest("GET", "/echo/3/abc")
+        assert rest.status == 200
+        assert rest.body == b'{"ReqID": "3", "RandomText": "abc"}'
+        assert (await client.rest("GET", "/nope")).status == 404
+        replies = await client.send_bytes(b"\xff")
+        assert len(replies) == 1
+        assert replies[0].RequestID == 0
+        assert client.edge is not None
+        assert client.edge.store is client.edge.store
+
+
+async def test_rony_node_fixture(
+    rony_node: Callable[..., Awaitable[Edge]], tmp_path: object
+) -> None:
+    edge = await rony_node(echo_app, server_id="fx")
+    other = await rony_node(echo_app)
+    assert edge.gateway_address != other.gateway_address
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(edge.url, data=req(C_Ping, Ping(ID=9), 1)) as r,
+    ):
+        assert unwrap(decode_envelope(await r.read()), Pong).ID == 9
+    assert edge.server_id == "fx"
