@@ -130,9 +130,11 @@ def build_test_app(probe: Probe) -> App:
         probe.events.append("silent")
 
     async def flood(ctx: RequestCtx) -> None:
+        # ID replies of ~1 KiB each, pushed at once.
         req = ctx.message(Ping)
+        pad = {"pad": "x" * 1024}
         for i in range(req.ID):
-            ctx.push_message(Pong(ID=i))
+            ctx.push_message(Pong(ID=i), header=pad)
 
     app.handle(C_Sleep, sleep, request_class=Ping, service="Test", method="Sleep")
     app.handle(C_Record, record, request_class=Ping, service="Test", method="Record")

@@ -10,11 +10,13 @@ request or against rony.core's built-ins), and generated names that would collid
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from google.protobuf import descriptor_pb2 as d
 from google.protobuf.compiler import plugin_pb2
+from google.protobuf.message import Message
 
 from rony.core import message_id, method_id, registry
 from rony.core.pb import options_pb2
@@ -162,7 +164,19 @@ class _Locations:
         loc = self._by_path.get(path)
         if loc is None:
             return ""
-        return (loc.leading_comments or loc.trailing_comments).strip("\n")
+        text: str = loc.leading_comments or loc.trailing_comments
+        return textwrap.dedent(text).strip("\n")
+
+
+def _option(options: Message, number: int) -> object:
+    """The value of the rony_* extension ``number`` set on ``options``, else None.
+
+    Matched by field number, so options from Go Rony's own options.proto (same numbers) work too.
+    """
+    for fd, value in options.ListFields():
+        if fd.is_extension and fd.number == number:
+            return value
+    return None
 
 
 def _walk_messages(
@@ -191,15 +205,15 @@ def _bindings(entries: Sequence[str], what: str, problems: list[str], where: str
     for item in entries:
         param, sep, fname = item.strip().partition("=")
         if not sep or not param.strip() or not fname.strip():
-            problems.append(f"{where}: rony_rest {what} entry {item!r} must look like 'param=Field'")
+            problems.append(
+                f"{where}: rony_rest {what} entry {item!r} must look like 'param=Field'"
+            )
             continue
         out[param.strip()] = fname.strip()
     return out
 
 
-def _check_field(
-    ref: MessageRef, fname: str, why: str, problems: list[str], where: str
-) -> None:
+def _check_field(ref: MessageRef, fname: str, why: str, problems: list[str], where: str) -> None:
     fd = ref.fields.get(fname)
     if fd is None:
         known = ", ".join(sorted(ref.fields)) or "none"
@@ -214,9 +228,7 @@ def _check_field(
         )
 
 
-def _rest(
-    opt: options_pb2.RestOpt, ref: MessageRef, problems: list[str], where: str
-) -> RestModel:
+def _rest(opt: options_pb2.RestOpt, ref: MessageRef, problems: list[str], where: str) -> RestModel:
     verb = opt.method.strip().upper()
     if verb not in _HTTP_METHODS:
         problems.append(
@@ -293,16 +305,17 @@ def _method(
     if not ok:
         return None
     rest = None
-    if m.options.HasExtension(options_pb2.rony_rest):
+    rest_opt = _option(m.options, _REST_EXT)
+    if isinstance(rest_opt, options_pb2.RestOpt):
         rest_where = locs.where((*path, _OPTIONS, _REST_EXT), (*path, _OPTIONS), path)
-        rest = _rest(m.options.Extensions[options_pb2.rony_rest], io[0], problems, rest_where)
+        rest = _rest(rest_opt, io[0], problems, rest_where)
     return MethodModel(
         name=m.name,
         py_name=snake_case(m.name),
         constructor=method_id(service.name, m.name),
         input=io[0],
         output=io[1],
-        internal=m.options.Extensions[options_pb2.rony_internal],
+        internal=_option(m.options, options_pb2.RONY_INTERNAL_FIELD_NUMBER) is True,
         rest=rest,
         doc=locs.doc(path),
     )
@@ -336,27 +349,27 @@ def _file(
     for si, s in enumerate(f.service):
         methods: list[MethodModel] = []
         py_names: dict[str, str] = {}
-        for mi, m in enumerate(s.method):
+        for mi, rpc in enumerate(s.method):
             where = locs.where((_SERVICE, si, _METHOD, mi))
-            what = f"method {prefix}{s.name}.{m.name}"
-            ids.append(_Id(method_id(s.name, m.name), s.name + m.name, what, where, True))
-            model = _method(s, si, mi, m, refs, locs, problems)
+            what = f"method {prefix}{s.name}.{rpc.name}"
+            ids.append(_Id(method_id(s.name, rpc.name), s.name + rpc.name, what, where, True))
+            model = _method(s, si, mi, rpc, refs, locs, problems)
             if model is None:
                 continue
             other = py_names.get(model.py_name)
             if other is not None:
                 problems.append(
-                    f"{where}: rpc {s.name}.{m.name} and rpc {s.name}.{other} both become the "
+                    f"{where}: rpc {s.name}.{rpc.name} and rpc {s.name}.{other} both become the "
                     f"Python method {model.py_name!r}; rename one"
                 )
-            py_names[model.py_name] = m.name
+            py_names[model.py_name] = rpc.name
             methods.append(model)
         services.append(
             ServiceModel(
                 name=s.name,
                 snake=snake_case(s.name),
                 doc=locs.doc((_SERVICE, si)),
-                no_client=s.options.Extensions[options_pb2.rony_no_client],
+                no_client=_option(s.options, options_pb2.RONY_NO_CLIENT_FIELD_NUMBER) is True,
                 methods=tuple(methods),
             )
         )

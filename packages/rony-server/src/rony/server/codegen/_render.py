@@ -242,7 +242,7 @@ def _register(s: ServiceModel, imp: _Imports, known: set[str]) -> list[str]:
     out += _docstring(
         "    ",
         f"Register the {s.name} service on ``app`` (an App, or the App of an Edge).\n\n"
-        "One handler chain per method, ``pre_handlers`` first, and the REST routes of its\n"
+        "One handler chain per method, ``pre_handlers`` first, and the REST routes of its "
         "``rony_rest`` options. A RonyError raised by ``impl`` becomes the Error reply.",
     )
     if not s.methods:
@@ -263,8 +263,8 @@ def _client(s: ServiceModel, imp: _Imports, *, sync: bool) -> list[str]:
         "    ",
         f"{'Blocking' if sync else 'Async'} client of the {s.name} service over "
         f"``rony.client.{kind}``.\n\n"
-        f"``{how}{cls}(client).method(req)`` returns the reply message; an Error reply raises\n"
-        "its ``rony.core.errors`` class.",
+        f"``{how}{cls}(client).method(req)`` returns the reply message; an Error reply "
+        "raises its ``rony.core.errors`` class.",
     )
     out += [
         "",

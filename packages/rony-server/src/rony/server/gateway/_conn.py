@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiohttp import WSCloseCode, web
@@ -53,14 +53,35 @@ class _Values:
 
 
 class HttpConn(_Values):
-    """One HTTP request (RPC or REST): not persistent, replies are buffered by the dispatch."""
+    """One HTTP request (RPC or REST): not persistent, replies are buffered by the dispatch.
 
-    __slots__ = ("sent",)
+    Its values (headers, query args) are built on first use: most handlers never look.
+    """
+
+    __slots__ = ("_make_values", "sent")
     persistent = False
 
-    def __init__(self, conn_id: int, client_ip: str, values: Mapping[str, Any]) -> None:
-        super().__init__(conn_id, client_ip, values)
+    def __init__(
+        self, conn_id: int, client_ip: str, make_values: Callable[[], dict[str, Any]]
+    ) -> None:
+        super().__init__(conn_id, client_ip, {})
+        self._make_values: Callable[[], dict[str, Any]] | None = make_values
         self.sent: list[MessageEnvelope] = []
+
+    def _load(self) -> None:
+        make, self._make_values = self._make_values, None
+        if make is not None:
+            self._values = {**make(), **self._values}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if self._make_values is not None:
+            self._load()
+        return self._values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        if self._make_values is not None:
+            self._load()
+        self._values[key] = value
 
     def send(self, env: MessageEnvelope) -> None:
         self.sent.append(env)
@@ -70,7 +91,9 @@ class WSConn(_Values):
     """A WebSocket: persistent, pushes go out at once through the bounded write queue."""
 
     __slots__ = (
+        "_blocked",
         "_closing",
+        "_direct",
         "_drained",
         "_queue",
         "_waiter",
@@ -95,6 +118,8 @@ class WSConn(_Values):
         ws: web.WebSocketResponse,
         request: web.BaseRequest,
         queue_size: int,
+        *,
+        compress: bool = False,
     ) -> None:
         super().__init__(conn_id, client_ip, values)
         self.ws = ws
@@ -108,6 +133,10 @@ class WSConn(_Values):
         self._queue: collections.deque[bytes | str] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
         self._closing = False
+        # Fast path: with compression off, aiohttp writes a frame to the transport at once and
+        # only suspends for flow control, so an idle writer lets us write in the caller.
+        self._direct = not compress
+        self._blocked: asyncio.Task[None] | None = None
         self._drained: list[asyncio.Future[None]] = []
         self.close_task: asyncio.Task[None] | None = None
         self.writer_task: asyncio.Task[None] = self.loop.create_task(self._write_loop())
@@ -141,6 +170,9 @@ class WSConn(_Values):
     def _enqueue(self, frame: bytes | str) -> None:
         if self._closing:
             return  # the client is gone; a late reply or push is dropped
+        if self._direct and not self._queue and self._blocked is None:
+            self._write_now(frame)
+            return
         if len(self._queue) >= self.queue_size:
             log.warning(
                 "conn %s: write queue full (%d frames); closing the slow client",
@@ -156,20 +188,61 @@ class WSConn(_Values):
 
     # --- the writer ---------------------------------------------------------------------------
 
+    def _write_now(self, frame: bytes | str) -> None:
+        """Write one frame from the caller; if flow control suspends it, finish it in a task.
+
+        Frames sent while it is suspended wait in the queue behind it, so order is kept. (This
+        saves a task switch per reply, the largest cost after the handler itself.)
+        """
+        coro = self.ws.send_bytes(frame) if isinstance(frame, bytes) else self.ws.send_str(frame)
+        try:
+            yielded = coro.send(None)
+        except StopIteration:
+            self.last_activity = self.loop.time()
+            return
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("conn %s: write failed: %s", self.conn_id, exc)
+            self._closing = True
+            return
+        self._blocked = self.loop.create_task(self._resume(coro, yielded))
+
+    async def _resume(self, coro: Any, yielded: Any) -> None:
+        """Drive a suspended send coroutine to its end (a minimal task step loop)."""
+        try:
+            while True:
+                try:
+                    await yielded
+                except BaseException as exc:  # deliver the failure into the send coroutine
+                    yielded = coro.throw(exc)
+                else:
+                    yielded = coro.send(None)
+        except StopIteration:
+            self.last_activity = self.loop.time()
+        except (ConnectionError, RuntimeError) as exc:
+            log.debug("conn %s: write failed: %s", self.conn_id, exc)
+            self._closing = True
+        finally:
+            coro.close()
+            self._blocked = None
+            waiter = self._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
     async def _write_loop(self) -> None:
         ws = self.ws
         queue = self._queue
         try:
             while True:
-                while queue:
+                while queue and self._blocked is None:
                     frame = queue.popleft()
                     if isinstance(frame, bytes):
                         await ws.send_bytes(frame)
                     else:
                         await ws.send_str(frame)
                     self.last_activity = self.loop.time()
-                self._wake_drained()
-                if self._closing:
+                if not queue:
+                    self._wake_drained()
+                if self._closing and not queue:
                     return
                 self._waiter = self.loop.create_future()
                 await self._waiter
@@ -191,7 +264,7 @@ class WSConn(_Values):
 
     async def flush(self) -> None:
         """Wait until the queued frames are written (for a graceful close)."""
-        if not self._queue or self.writer_task.done():
+        if (not self._queue and self._blocked is None) or self.writer_task.done():
             return
         fut = self.loop.create_future()
         self._drained.append(fut)
@@ -227,8 +300,10 @@ class WSConn(_Values):
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
-        if not self.writer_task.done():
-            self.writer_task.cancel()
-        await asyncio.gather(self.writer_task, return_exceptions=True)
+        tasks = [t for t in (self.writer_task, self._blocked) if t is not None]
+        for t in tasks:
+            if not t.done():
+                t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.close_task is not None:
             await asyncio.gather(self.close_task, return_exceptions=True)

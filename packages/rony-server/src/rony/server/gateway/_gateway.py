@@ -309,7 +309,9 @@ class Gateway:
         if not body:
             err = MalformedError("REQUEST", "empty body: POST one MessageEnvelope")
             return self._envelope_response(error_envelope(err), json, cors)
-        conn = HttpConn(next(self._conn_ids), self._client_ip(request), self._values(request))
+        conn = HttpConn(
+            next(self._conn_ids), self._client_ip(request), lambda: self._values(request)
+        )
         self._begin()
         try:
             replies = await self.dispatcher.dispatch_bytes(conn, body, json=json)
@@ -337,9 +339,11 @@ class Gateway:
             out = error_response(err)
             out = RestResponse(413, out.headers, out.body)
         else:
-            values = self._values(request)
-            values.update(params)
-            conn = HttpConn(next(self._conn_ids), self._client_ip(request), values)
+            conn = HttpConn(
+                next(self._conn_ids),
+                self._client_ip(request),
+                lambda: {**self._values(request), **params},
+            )
             query = {k: v for k, v in request.query.items()}
             try:
                 env = bind_request(route, params, query, body)
@@ -399,6 +403,7 @@ class Gateway:
             ws,
             request,
             s.write_queue_size,
+            compress=s.ws_compress,
         )
         self.ws_conns[conn.conn_id] = conn
         idle = _IdleTimer(conn, s.idle_timeout)
