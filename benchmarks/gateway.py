@@ -2,13 +2,16 @@
 
     hatch run bench:gateway [--seconds S] [--clients N] [--rounds R]
 
-| figure | ours | baseline | goal |
-|---|---|---|---|
-| WS RPC, N concurrent clients (calls/s) | `rony serve` echo app, Sample.Echo | raw aiohttp WS echo server | >= 0.8x |
-| HTTP RPC, N concurrent clients (calls/s) | `rony serve`, POST Sample.Echo | raw aiohttp POST echo | >= 0.8x |
-| WS RPC vs gRPC, N concurrent (calls/s) | the WS RPC figure | grpc.aio unary echo | >= 8x |
-| in-process dispatch (µs/op) | Dispatcher: decode, route, handler, encode | a bare decode/dict/call/encode loop | <= 8 µs |
-| idle node RSS (MB) | `rony serve` echo app | a bare aiohttp server process | <= 60 MB |
+Figures (ours / baseline / goal):
+
+* WS RPC, N concurrent clients, calls/s: `rony serve` echo app (Sample.Echo) / a raw aiohttp WS
+  echo server / >= 0.8x
+* HTTP RPC, N concurrent clients, calls/s: `rony serve`, POST Sample.Echo / raw aiohttp POST
+  echo / >= 0.8x
+* WS RPC vs gRPC, N concurrent, calls/s: the WS RPC figure / grpc.aio unary echo / >= 8x
+* in-process dispatch, µs/op: Dispatcher (decode, route, handler, encode) / a bare
+  decode-dict-call-encode loop / ours <= 8 µs
+* idle node RSS, MB: `rony serve` echo app / a bare aiohttp server process / ours <= 60 MB
 
 Every server runs in its own process and the load generator in this one, so they do not share
 an event loop. Each client sends one request and waits for its reply (no pipelining). Each

@@ -93,3 +93,29 @@ async def test_failed_start_releases_the_port(test_app: App, tmp_path: object) -
         with pytest.raises(OSError, match=str(port)):
             await second.start()
         assert not second.running
+
+
+async def test_store_is_opened_in_data_dir_and_reachable_from_handlers(tmp_path: object) -> None:
+    from typing import cast
+
+    from rony.core import RequestCtx
+    from rony.server.testing import TestClient
+
+    app = App("store")
+
+    async def count(ctx: RequestCtx) -> None:
+        store = cast(Edge, ctx.services).store
+        assert store is not None
+        n = int(await store.get(b"hits") or b"0") + 1
+        await store.set(b"hits", str(n).encode())
+        ctx.push_message(Pong(ID=n))
+
+    app.handle(77, count)
+    data = str(tmp_path)
+    for expected in (1, 2):  # the second node reopens the same folder: the count persisted
+        async with TestClient(app, data_dir=data) as client:
+            assert await client.call(77, Ping(), Pong) == Pong(ID=expected)
+    # Two live nodes cannot share one data folder.
+    async with Edge(app, data_dir=data):
+        with pytest.raises(Exception, match="(?i)lock|open"):
+            await Edge(app, data_dir=data).start()

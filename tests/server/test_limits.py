@@ -142,3 +142,18 @@ def test_settings_validate() -> None:
     with pytest.raises(ValueError, match="not-an-ip"):
         EdgeSettings(trusted_proxies=("not-an-ip",))
     assert EdgeSettings(handler_timeout=None).handler_timeout is None
+
+
+async def test_handler_timeout_in_a_concurrent_container_hits_only_the_slow_one(
+    test_app: App, probe: Probe, http: aiohttp.ClientSession
+) -> None:
+    async with serve(test_app, handler_timeout=0.2) as edge, http.ws_connect(edge.url) as ws:
+        envs = [
+            envelope(Ping(ID=900), 1, constructor=C_Sleep),
+            envelope(Ping(ID=2), 2, constructor=C_Record),
+        ]
+        await ws.send_bytes(container_envelope(envs).SerializeToString())
+        first, second = await recv_env(ws), await recv_env(ws)
+        assert (first.RequestID, unwrap(first, Pong).ID) == (2, 2)
+        assert second.RequestID == 1
+        assert error_of(second).Code == "E06"

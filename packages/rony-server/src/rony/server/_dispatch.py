@@ -255,7 +255,7 @@ class Dispatcher:
     # task (gateway dispatch task, HTTP request task, or gather's task for a container member),
     # so cancelling the task cancels exactly that chain.
 
-    async def _run_with_deadline(
+    async def _run_with_deadline(  # noqa: ASYNC109 (the deadline is enforced here)
         self, ctx: RequestCtx, entry: HandlerEntry, timeout: float
     ) -> None:
         task = asyncio.current_task()

@@ -14,12 +14,11 @@ Handlers reach the node through ``ctx.services``, which is the Edge: ``server_id
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rony.core import (
     C_Edges,
@@ -40,30 +39,23 @@ from rony.server._dispatch import Dispatcher, DispatchSettings
 from rony.server._settings import EdgeSettings
 from rony.server.gateway import Gateway
 
+if TYPE_CHECKING:
+    from rony.store import AsyncStore
+
 __all__ = ["Edge"]
 
 log = logging.getLogger("rony.server")
 
 
-# --- the store seam ---------------------------------------------------------------------------
+# --- the store ------------------------------------------------------------------------------
 
 
-def _open_store(path: Path) -> Any:
-    """Open the embedded store (rony.store) in ``path`` (created if missing)."""
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        from rony.store import Store  # type: ignore[attr-defined]
-    except ImportError:  # rony-store has not landed yet
-        return None
-    return Store.open(path)
+async def _open_store(path: Path) -> AsyncStore:
+    """The embedded store (rony.store's async face) in folder ``path`` (created if missing)."""
+    from rony.store import AsyncStore
 
-
-async def _close_store(store: Any) -> None:
-    if store is None:
-        return
-    result = store.close()
-    if inspect.isawaitable(result):
-        await result
+    await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+    return await AsyncStore.open(path)
 
 
 # --- builtins ---------------------------------------------------------------------------------
@@ -104,7 +96,7 @@ class Edge:
         base = settings if settings is not None else EdgeSettings()
         self.app = app
         self.settings: EdgeSettings = base.replace(**overrides) if overrides else base
-        self.store: Any = None
+        self.store: AsyncStore | None = None  # opened by start() in settings.data_dir
         self.cluster: Any = None  # slot for the cluster (next issue)
         self.tunnel: Any = None  # slot for the tunnel (next issue)
         self.gateway: Gateway | None = None
@@ -211,7 +203,7 @@ class Edge:
             self._terminated = asyncio.Event()
             s = self.settings
             try:
-                self.store = _open_store(Path(s.data_dir))
+                self.store = await _open_store(Path(s.data_dir))
                 for hook in self.app.startup_hooks:
                     await hook(self)
                 if serve_gateway:
@@ -221,7 +213,8 @@ class Edge:
                 self._state = "stopped"
                 if self.gateway is not None:
                     await self.gateway.stop(0.1)
-                await _close_store(self.store)
+                if self.store is not None:
+                    await self.store.close()
                 self._terminated.set()
                 raise
             self._state = "running"
@@ -261,7 +254,8 @@ class Edge:
                     log.exception("shutdown hook %r failed", hook)
         finally:
             try:
-                await _close_store(self.store)
+                if self.store is not None:
+                    await self.store.close()
             finally:
                 self._state = "stopped"
                 if self._terminated is not None:

@@ -276,6 +276,15 @@ def _rest(opt: options_pb2.RestOpt, ref: MessageRef, problems: list[str], where:
     )
 
 
+# Builtins the generated classes name in annotations; a method so named would shadow them.
+_SHADOWING = frozenset({"str", "float"})
+
+
+def _method_name(name: str) -> str:
+    py = snake_case(name)
+    return py + "_" if py in _SHADOWING else py
+
+
 def _method(
     service: d.ServiceDescriptorProto,
     s_index: int,
@@ -311,7 +320,7 @@ def _method(
         rest = _rest(rest_opt, io[0], problems, rest_where)
     return MethodModel(
         name=m.name,
-        py_name=snake_case(m.name),
+        py_name=_method_name(m.name),
         constructor=method_id(service.name, m.name),
         input=io[0],
         output=io[1],

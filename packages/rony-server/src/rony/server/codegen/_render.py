@@ -86,7 +86,7 @@ def _call(indent: str, head: str, args: Iterable[str], tail: str = "") -> list[s
 
 
 def _docstring(indent: str, text: str) -> list[str]:
-    lines = docstring_lines(text, WIDTH - len(indent))
+    lines = docstring_lines(text, WIDTH - len(indent) - 3)  # 3: the opening quotes
     if not lines:
         return []
     if len(lines) == 1:
