@@ -70,8 +70,10 @@ class AiohttpTransport(AsyncTransport):
     def _get_session(self, options: ConnectOptions) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
-                limit=0,  # no cap on concurrent connections: WS links are few, HTTP is pooled
-                limit_per_host=0,
+                limit=0,
+                # HTTP: at most this many requests at once per host (the rest queue for a
+                # connection) instead of one TCP connection per concurrent call.
+                limit_per_host=options.pool_size,
                 keepalive_timeout=options.keepalive_expiry,
                 force_close=False,
             )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Literal, TypeVar, overload
 
 from google.protobuf.message import Message
@@ -43,7 +43,7 @@ from rony.client.errors import (
 )
 from rony.core import C_GetNodes, C_MessageContainer, C_Redirect, Edges, GetNodes, MessageEnvelope
 
-__all__ = ["AsyncClient"]
+__all__ = ["AsyncClient", "PushStream"]
 
 log = logging.getLogger("rony.client")
 M = TypeVar("M", bound=Message)
@@ -83,6 +83,37 @@ class _Sink:
             self.event.clear()
             await self.event.wait()
         return self.queue.get()
+
+
+class PushStream:
+    """An async iterator over server pushes; ``aclose()`` (or ``async with``) unsubscribes."""
+
+    __slots__ = ("_client", "_sink")
+
+    def __init__(self, client: AsyncClient, sink: _Sink) -> None:
+        self._client = client
+        self._sink = sink
+
+    def __aiter__(self) -> PushStream:
+        return self
+
+    async def __anext__(self) -> MessageEnvelope:
+        env = await self._sink.get()
+        if env is None:
+            raise StopAsyncIteration
+        return env
+
+    async def aclose(self) -> None:
+        self._sink.closed = True
+        self._sink.event.set()
+        if self._sink in self._client._sinks:
+            self._client._sinks.remove(self._sink)
+
+    async def __aenter__(self) -> PushStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
 
 class _Link:
@@ -383,10 +414,12 @@ class AsyncClient:
         self._pending.add(rid, conn, fut)
         try:
             await conn.send(ex.frame)
-        except BaseException:
+        except BaseException as exc:
             self._pending.discard(rid)
             if fut.done() and not fut.cancelled():
                 fut.exception()  # the reader failed it too; this error wins
+            if isinstance(exc, ConnectionLost):
+                await self._drop(link, conn)
             raise
         timer = loop.call_later(act.timeout, _expire, fut, act.timeout)
         try:
@@ -411,10 +444,12 @@ class AsyncClient:
         try:
             try:
                 await conn.send(ex.frame)
-            except BaseException:
+            except BaseException as exc:
                 for f in futs:
                     if f.done() and not f.cancelled():
                         f.exception()
+                if isinstance(exc, ConnectionLost):
+                    await self._drop(link, conn)
                 raise
             done, _ = await asyncio.wait(futs, timeout=act.timeout)
             if len(done) < len(futs):
@@ -471,6 +506,16 @@ class AsyncClient:
             return conn
         finally:
             link.connecting = None
+
+    async def _drop(self, link: _Link, conn: AsyncConnection) -> None:
+        """A write found the connection dead: detach it so the next attempt re-dials; closing
+        it ends its reader, which fails what was written on it."""
+        if link.conn is conn:
+            link.conn = None
+        try:
+            await conn.close()
+        except Exception:
+            log.debug("closing %s failed", link.url, exc_info=True)
 
     async def _read(self, link: _Link, conn: AsyncConnection) -> None:
         pending = self._pending
@@ -561,22 +606,19 @@ class AsyncClient:
                 except Exception:
                     log.exception("push callback %r failed", cb)
 
-    async def pushes(self) -> AsyncIterator[MessageEnvelope]:
-        """Iterate over server pushes (RequestID 0, or matching no pending request) from now
-        until the client closes. Each iterator buffers ``push_queue_size`` pushes, dropping the
-        oldest when its reader falls behind. Call ``connect()`` first to receive without a call."""
+    def pushes(self) -> PushStream:
+        """Iterate over server pushes (RequestID 0, or matching no pending request) from the
+        moment of this call until the client closes or ``aclose()``. Each stream buffers
+        ``push_queue_size`` pushes, dropping the oldest when its reader falls behind. Call
+        ``connect()`` first to receive without making a call::
+
+            async with client.pushes() as stream:
+                async for env in stream: ...
+        """
         self._check_open()
         sink = _Sink(self.settings.push_queue_size)
         self._sinks.append(sink)
-        try:
-            while True:
-                env = await sink.get()
-                if env is None:
-                    return
-                yield env
-        finally:
-            if sink in self._sinks:
-                self._sinks.remove(sink)
+        return PushStream(self, sink)
 
     def on_connect(self, callback: ConnectCallback) -> None:
         """Run ``callback(url)`` (sync or async, as a task) after every successful dial,

@@ -49,7 +49,9 @@ class ClientSettings:
         push_queue_size: undelivered server pushes buffered per consumer (each ``on_push``
             dispatcher, each ``pushes()`` iterator). When full the *oldest* is dropped and
             ``dropped_pushes`` counts it: the read loop never waits for a slow consumer.
-        http_pool_size: idle keep-alive HTTP connections kept per host.
+        http_pool_size: HTTP connections per host: ``AsyncClient`` opens at most this many at
+            once (more concurrent calls queue for one, within their timeout); ``Client`` keeps
+            at most this many idle for reuse.
         http_keepalive_expiry: an idle pooled HTTP connection older than this is closed, not
             reused (well under aiohttp's server-side 75 s keep-alive, to avoid stale sockets).
 
@@ -74,7 +76,7 @@ class ClientSettings:
     max_message_size: int = 4 * 1024 * 1024
     max_container_length: int = 1024
     push_queue_size: int = 1024
-    http_pool_size: int = 16
+    http_pool_size: int = 32
     http_keepalive_expiry: float = 15.0
     headers: Mapping[str, str] = field(default_factory=dict)
     auth: bytes = b""

@@ -22,7 +22,7 @@ import dataclasses
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, TypeVar, overload
 
 from google.protobuf.message import Message
@@ -50,7 +50,7 @@ from rony.client.errors import (
 )
 from rony.core import C_GetNodes, C_MessageContainer, C_Redirect, Edges, GetNodes, MessageEnvelope
 
-__all__ = ["Client"]
+__all__ = ["Client", "PushStream"]
 
 log = logging.getLogger("rony.client")
 M = TypeVar("M", bound=Message)
@@ -117,6 +117,36 @@ class _Sink:
             if not self.cond.wait_for(lambda: self.queue or self.closed, timeout):
                 return None
             return self.queue.get() if self.queue else None
+
+
+class PushStream:
+    """An iterator over server pushes; ``close()`` (or ``with``) unsubscribes."""
+
+    __slots__ = ("_client", "_idle_timeout", "_sink")
+
+    def __init__(self, client: Client, sink: _Sink, idle_timeout: float | None) -> None:
+        self._client = client
+        self._sink = sink
+        self._idle_timeout = idle_timeout
+
+    def __iter__(self) -> PushStream:
+        return self
+
+    def __next__(self) -> MessageEnvelope:
+        env = self._sink.get(self._idle_timeout)
+        if env is None:
+            raise StopIteration
+        return env
+
+    def close(self) -> None:
+        self._sink.close()
+        self._client._remove_sink(self._sink)
+
+    def __enter__(self) -> PushStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Client:
@@ -399,8 +429,10 @@ class Client:
         conn, slots = self._register(link, rids)
         try:
             conn.send(ex.frame)
-        except BaseException:
+        except BaseException as exc:
             self._unregister(link, rids, slots)
+            if isinstance(exc, ConnectionLost):
+                self._lost(link, conn, exc)  # dead: the next attempt re-dials
             raise
         return self._wait(link, conn, slots[0], rids[0], _monotonic() + act.timeout)
 
@@ -410,8 +442,10 @@ class Client:
         conn, slots = self._register(link, rids)
         try:
             conn.send(ex.frame)
-        except BaseException:
+        except BaseException as exc:
             self._unregister(link, rids, slots)
+            if isinstance(exc, ConnectionLost):
+                self._lost(link, conn, exc)  # dead: the next attempt re-dials
             raise
         deadline = _monotonic() + act.timeout
         replies = []
@@ -435,7 +469,8 @@ class Client:
             with lock:
                 if slot.done:
                     break
-                lead = not link.reader_active and link.conn is conn
+                remaining = deadline - _monotonic()
+                lead = remaining > 0 and not link.reader_active and link.conn is conn
                 if lead:
                     link.reader_active = True
             if lead:
@@ -446,7 +481,6 @@ class Client:
                         link.reader_active = False
                         self._hand_over(link)
                 continue
-            remaining = deadline - _monotonic()
             if remaining <= 0:
                 with lock:
                     if slot.done:
@@ -675,19 +709,15 @@ class Client:
                 except Exception:
                     log.exception("push callback %r failed", cb)
 
-    def pushes(self, *, idle_timeout: float | None = None) -> Iterator[MessageEnvelope]:
-        """Iterate over server pushes from now on; ends when the client closes (or after
-        ``idle_timeout`` s without one). Buffers ``push_queue_size``, dropping the oldest.
-        Call ``connect()`` first to receive without making a call."""
-        sink = self._add_sink()
-        try:
-            while True:
-                env = sink.get(idle_timeout)
-                if env is None:
-                    return
-                yield env
-        finally:
-            self._remove_sink(sink)
+    def pushes(self, *, idle_timeout: float | None = None) -> PushStream:
+        """Iterate over server pushes from the moment of this call; ends when the client closes,
+        on ``close()``, or after ``idle_timeout`` s without one. Buffers ``push_queue_size``,
+        dropping the oldest. Call ``connect()`` first to receive without making a call::
+
+            with client.pushes() as stream:
+                for env in stream: ...
+        """
+        return PushStream(self, self._add_sink(), idle_timeout)
 
     def on_connect(self, callback: ConnectCallback) -> None:
         """Run ``callback(url)`` after every successful dial (re-dials included), in the thread
