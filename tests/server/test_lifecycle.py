@@ -117,5 +117,5 @@ async def test_store_is_opened_in_data_dir_and_reachable_from_handlers(tmp_path:
             assert await client.call(77, Ping(), Pong) == Pong(ID=expected)
     # Two live nodes cannot share one data folder.
     async with Edge(app, data_dir=data):
-        with pytest.raises(Exception, match="(?i)lock|open"):
+        with pytest.raises(Exception, match=r"(?i)lock|open"):
             await Edge(app, data_dir=data).start()

