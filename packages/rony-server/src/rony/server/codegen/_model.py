@@ -423,10 +423,12 @@ def _check_ids(ids: list[_Id], problems: list[str]) -> None:
         if first is None:
             by_id[item.constructor] = item
         elif first.what != item.what and (first.generated or item.generated):
+            # Reported where the file being generated is (a dependency may have no position).
+            here, there = (item, first) if item.generated else (first, item)
             same = " (the same bare name)" if first.name == item.name else ""
             problems.append(
-                f"{item.where}: constructor id clash: {item.what} and {first.what} "
-                f"({first.where}) both have id {item.constructor}{same}; Rony ids are CRC-64 of "
+                f"{here.where}: constructor id clash: {here.what} and {there.what} "
+                f"({there.where}) both have id {item.constructor}{same}; Rony ids are CRC-64 of "
                 "bare names, so rename one"
             )
 

@@ -87,12 +87,15 @@ def _call(indent: str, head: str, args: Iterable[str], tail: str = "") -> list[s
 
 def _docstring(indent: str, text: str) -> list[str]:
     lines = docstring_lines(text, WIDTH - len(indent) - 3)  # 3: the opening quotes
+    if len(lines) == 1 and len(indent) + len(lines[0]) + 6 + lines[0].endswith('"') > WIDTH:
+        # ruff format joins a one-line body with closing quotes on the next line into one
+        # line, whatever its length: wrap it shorter, so it spans two lines.
+        lines = docstring_lines(text, WIDTH - len(indent) - 6)
     if not lines:
         return []
     if len(lines) == 1:
         one = lines[0] + (" " if lines[0].endswith('"') else "")
-        if len(indent) + len(one) + 6 <= WIDTH:
-            return [f'{indent}"""{one}"""']
+        return [f'{indent}"""{one}"""']
     first, *rest = lines
     return [f'{indent}"""{first}', *(f"{indent}{ln}" if ln else "" for ln in rest), f'{indent}"""']
 
@@ -126,21 +129,25 @@ class _Imports:
         return f"{local}.{rest}" if rest else local
 
     def lines(self) -> list[str]:
+        """One block per module, fenced by ``# isort: split``, in isort's own order: plain
+        names share one statement, each ``X as Y`` gets its own (ruff's default
+        ``combine-as-imports = false``), statements ordered by their first name."""
         by_module: dict[str, list[str]] = {}
         for (module, top), local in self._local.items():
             by_module.setdefault(module, []).append(top if top == local else f"{top} as {local}")
         out: list[str] = []
         for module in sorted(by_module):
             names = sorted(by_module[module], key=_member_key)
-            out.append("")
-            out.append("# isort: split")
-            one = f"from {module} import {', '.join(names)}"
-            if len(one) <= WIDTH:
-                out.append(one)
-            else:
-                out.append(f"from {module} import (")
-                out.extend(f"    {n}," for n in names)
-                out.append(")")
+            plain = [n for n in names if " as " not in n]
+            statements = [[n] for n in names if " as " in n] + ([plain] if plain else [])
+            statements.sort(key=lambda group: _member_key(group[0]))
+            out += ["", "# isort: split"]
+            for group in statements:
+                one = f"from {module} import {', '.join(group)}"
+                if len(one) <= WIDTH:
+                    out.append(one)
+                else:
+                    out += [f"from {module} import (", *(f"    {n}," for n in group), ")"]
         return out
 
 
