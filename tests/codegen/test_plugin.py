@@ -64,8 +64,11 @@ def test_options_are_read(tmp_path: Path) -> None:
     [model] = build_model(request_for(["kitchen/sink.proto"], tmp_path))
     store, admin, nothing = model.services
     methods = {m.name: m for m in store.methods}
-    assert methods["Reset"].internal and not methods["Import"].internal
-    assert admin.no_client and not store.no_client and not nothing.methods
+    assert methods["Reset"].internal
+    assert not methods["Import"].internal
+    assert admin.no_client
+    assert not store.no_client
+    assert not nothing.methods
     rest = methods["List"].rest
     assert rest is not None
     assert (rest.method, rest.path) == ("get", "/items/:shelf/*rest")
@@ -82,8 +85,10 @@ def test_internal_methods_get_no_client_stub_and_no_client_services_none(tmp_pat
     client = out.content[
         out.content.index("class StoreClient") : out.content.index("class StoreSync")
     ]
-    assert "def reset" not in client and "def import_" in client
-    assert "class AdminClient" not in out.content and "class AdminBase" in out.content
+    assert "def reset" not in client
+    assert "def import_" in client
+    assert "class AdminClient" not in out.content
+    assert "class AdminBase" in out.content
     assert "internal=True" in out.content
 
 
@@ -132,9 +137,11 @@ def test_module_of_follows_protoc() -> None:
 
 def test_docstring_lines_escape_and_wrap() -> None:
     lines = docstring_lines('ends with a backslash \\ and """quotes"""  ', 40)
-    assert "\\\\" in lines[0] and '"""' not in "".join(lines)
+    assert "\\\\" in lines[0]
+    assert '"""' not in "".join(lines)
     long = docstring_lines("word " * 30, 40)
-    assert len(long) > 1 and all(len(x) <= 40 for x in long)
+    assert len(long) > 1
+    assert all(len(x) <= 40 for x in long)
     assert docstring_lines("\n\n  \n", 40) == []
 
 
