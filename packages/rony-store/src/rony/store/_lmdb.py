@@ -46,7 +46,7 @@ from typing import Any, Final, TypeVar
 import lmdb
 
 from . import _ttl
-from ._options import StoreOptions
+from ._options import StoreOptions, system_clock
 from ._txn import WriteTxn
 from .errors import (
     AlreadyOpenError,
@@ -72,6 +72,7 @@ _LMDB_FILES: Final = frozenset(("data.mdb", "lock.mdb", "writer.lock"))
 _Z: Final = _ttl.PERSISTENT_HEADER
 _unpack = struct.Struct(">Q").unpack_from
 _pack = _ttl.pack_expiry
+_time = time.time
 
 _open_paths: dict[tuple[int, int], str] = {}
 _open_paths_lock = threading.Lock()
@@ -122,6 +123,8 @@ class Engine:
     def __init__(self, path: str | os.PathLike[str], options: StoreOptions) -> None:
         self._options = options
         self._clock = options.clock
+        if options.clock is not system_clock:
+            self.get = self._get_with_clock  # type: ignore[method-assign]
         self._max_key = options.max_key_size
         self._readonly = options.readonly
         self._durable = options.durability == "durable"
@@ -286,13 +289,16 @@ class Engine:
         env = self._env
         with env.begin() as txn:
             names = {bytes(k) for k in txn.cursor().iternext(keys=True, values=False)}
-            if names != _DB_NAMES:
-                raise NotAStoreError(f"{self._path} is not a rony store")
-            self._meta = env.open_db(b"meta", txn=txn, create=False)
-            if txn.get(b"format", db=self._meta) != FORMAT:
+        if names != _DB_NAMES:
+            raise NotAStoreError(f"{self._path} is not a rony store")
+        # Without txn=, py-lmdb opens each handle in its own transaction and commits it,
+        # which a handle opened in a read-only environment needs to stay valid.
+        self._meta = env.open_db(b"meta", create=False)
+        self._data = env.open_db(b"data", create=False)
+        self._index = env.open_db(b"expiry", create=False, dupsort=True)
+        with env.begin(db=self._meta) as txn:
+            if txn.get(b"format") != FORMAT:
                 raise NotAStoreError(f"{self._path}: unknown store format")
-            self._data = env.open_db(b"data", txn=txn, create=False)
-            self._index = env.open_db(b"expiry", txn=txn, create=False, dupsort=True)
 
     def _release_files(self) -> None:
         if self._lock_fd >= 0:
@@ -313,10 +319,8 @@ class Engine:
             slot = self._new_slot()
         slot.busy = True
         try:
-            if self._gate or slot.gen != self._gen:
-                raw = self._renew(slot).get(key)
-            else:
-                raw = slot.txn.get(key)
+            # _gen is -2 while an exclusive section runs, so this one test covers the gate.
+            raw = (slot.txn if slot.gen == self._gen else self._renew(slot)).get(key)
         except BaseException as exc:
             slot.busy = False
             raise self._read_error(exc) from None
@@ -324,11 +328,35 @@ class Engine:
         if raw is None:
             self._check_key(key)
             return None
-        # Inline form of _ttl.live_value: this is the hot path.
-        if raw[:8] != _Z and _unpack(raw)[0] <= self._clock():
+        # Inline _ttl.live_value (this is the hot path); time.time() * 1000, a builtin call,
+        # stands in for system_clock(). _get_with_clock replaces this for other clocks.
+        expiry = _unpack(raw)[0]
+        if not expiry or expiry > _time() * 1000.0:
+            value: bytes = raw[8:]
+            return value
+        return None
+
+    def _get_with_clock(self, key: bytes) -> bytes | None:
+        """``get`` for a store opened with its own ``clock``."""
+        try:
+            slot = self._local.slot
+        except AttributeError:
+            slot = self._new_slot()
+        slot.busy = True
+        try:
+            raw = (slot.txn if slot.gen == self._gen else self._renew(slot)).get(key)
+        except BaseException as exc:
+            slot.busy = False
+            raise self._read_error(exc) from None
+        slot.busy = False
+        if raw is None:
+            self._check_key(key)
             return None
-        value: bytes = raw[8:]
-        return value
+        expiry = _unpack(raw)[0]
+        if not expiry or expiry > self._clock():
+            value: bytes = raw[8:]
+            return value
+        return None
 
     def _check_key(self, key: object) -> None:
         if not isinstance(key, bytes | bytearray | memoryview):
@@ -366,12 +394,14 @@ class Engine:
             if self._closed:
                 raise StoreClosedError("the store is closed")
             gen = self._gen
+            if gen < 0:  # an exclusive section started since the gate test: wait for it
+                continue
             try:
                 txn = self._env.begin(db=self._data)
             except lmdb.MapResizedError:
                 # Another process grew the map: adopt its size (needs no one inside LMDB).
                 slot.busy = False
-                self._exclusive(lambda: self._env.set_mapsize(0), resize=True)
+                self._adopt_map_size()
                 slot.busy = True
                 continue
             slot.txn = txn
@@ -394,6 +424,7 @@ class Engine:
 
     def _exclusive(self, action: Callable[[], object], *, resize: bool) -> None:
         """Run ``action`` while no thread of this process is inside LMDB (see module doc).
+        The caller holds the writer lock (``_gen`` changes only under it).
 
         ``resize``: first wait up to ``resize_wait`` for open views to end, and release every
         cached read transaction (a remap invalidates them); otherwise only release cached
@@ -403,6 +434,7 @@ class Engine:
             while self._gate:
                 self._gate_cond.wait()
             self._gate = 1
+            saved_gen, self._gen = self._gen, -2  # every cached-read fast path now misses
             if resize:
                 deadline = time.monotonic() + self._options.resize_wait
                 while self._views:
@@ -426,16 +458,26 @@ class Engine:
             action()
         finally:
             with self._gate_cond:
+                self._gen = saved_gen + 1
                 self._gate = 0
                 self._gate_cond.notify_all()
 
     def _janitor(self) -> None:
         """Release cached read transactions of threads that did not read since the last run
         although commits happened (they pin old pages). Called by the maintenance thread."""
-        mark = self._janitor_mark
-        if any(s.txn is not None and s.gen < mark for s in list(self._slots)):
-            self._exclusive(lambda: None, resize=False)
-        self._janitor_mark = self._gen
+        with self._wlock:  # exclusive sections change _gen, so they run under the writer lock
+            if self._closed:
+                return
+            mark = self._janitor_mark
+            if any(s.txn is not None and s.gen < mark for s in list(self._slots)):
+                self._exclusive(lambda: None, resize=False)
+            self._janitor_mark = self._gen
+
+    def _adopt_map_size(self) -> None:
+        """Another process grew the map: adopt its size (read-only stores only)."""
+        with self._wlock:
+            if not self._closed:
+                self._exclusive(lambda: self._env.set_mapsize(0), resize=True)
 
     # -- views -----------------------------------------------------------------------------
 
@@ -458,7 +500,7 @@ class Engine:
                 except lmdb.MapResizedError:
                     slot.busy = False
                     self._views_done()
-                    self._exclusive(lambda: self._env.set_mapsize(0), resize=True)
+                    self._adopt_map_size()
                     with self._gate_cond:
                         self._views_enter()
                 finally:
@@ -610,7 +652,7 @@ class Engine:
 
     def _begin_write(self) -> Any:
         try:
-            return self._env.begin(write=True)
+            return self._env.begin(write=True, db=self._data)
         except lmdb.Error as exc:
             raise translate(exc) from None
 
@@ -722,6 +764,40 @@ class Engine:
                 raw.put(_pack(expiry), key, db=self._index)
         except BaseException as exc:
             raise self._write_error(exc) from None
+
+    def _set_now(self, key: bytes, new_raw: bytes, expiry: int) -> None:
+        """Fast mode ``set`` (no keep_ttl) as its own commit in the caller's thread: the
+        general ``_run_write`` path with its layers flattened (this is the hot write path).
+        The caller has run ``_check_writable``."""
+        with self._wlock:
+            while True:
+                if self._closed:
+                    raise StoreClosedError("the store is closed")
+                try:
+                    raw = self._env.begin(write=True, db=self._data)
+                except lmdb.Error as exc:
+                    raise translate(exc) from None
+                try:
+                    old = raw.replace(key, new_raw)
+                    if old is not None and old[:8] != _Z:
+                        if _unpack(old)[0] != expiry:
+                            raw.delete(old[:8], key, db=self._index)
+                            if expiry:
+                                raw.put(new_raw[:8], key, db=self._index)
+                    elif expiry:
+                        raw.put(new_raw[:8], key, db=self._index)
+                    raw.commit()
+                except BaseException as exc:
+                    raw.abort()
+                    err = translate(exc)
+                    if isinstance(err, _MapFull):
+                        self._grow_locked()
+                        continue
+                    if err is exc:
+                        raise
+                    raise err from None
+                self._gen += 1
+                return
 
     def _raw_delete(self, raw: Any, key: bytes) -> bytes | None:
         """Delete a key and its index entry; the old raw value (None: there was none)."""
@@ -849,7 +925,7 @@ class Engine:
 
     def _raw_nested(self, raw: Any) -> Any:
         try:
-            return self._env.begin(write=True, parent=raw)
+            return self._env.begin(write=True, parent=raw, db=self._data)
         except BaseException as exc:
             raise self._write_error(exc) from None
 
@@ -881,10 +957,6 @@ class Engine:
                 with contextlib.suppress(lmdb.Error):  # nothing more to do; close anyway
                     env.sync(True)
 
-            def close() -> None:
-                self._gen += 1
-                env.close()
-
-            self._exclusive(close, resize=True)
+            self._exclusive(env.close, resize=True)
             del self._env
         self._release_files()

@@ -306,7 +306,15 @@ class Store(Engine):
         seconds = check_set_ttl(ttl, keep_ttl)
         k = check_key(key, self._max_key)
         v = check_value(value, self._options.max_value_size)
-        self._write(lambda txn: txn._set(k, v, seconds, keep_ttl))
+        if self._durable or keep_ttl:
+            self._write(lambda txn: txn._set(k, v, seconds, keep_ttl))
+            return
+        self._check_writable()
+        if seconds is None:
+            self._set_now(k, _ttl.PERSISTENT_HEADER + v, _ttl.PERSISTENT)
+        else:
+            expiry = _ttl.expiry_for(seconds, self._clock())
+            self._set_now(k, _ttl.encode(v, expiry), expiry)
 
     def delete(self, key: bytes) -> bool:
         """Delete ``key``; True if it was live."""

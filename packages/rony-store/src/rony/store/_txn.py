@@ -28,7 +28,7 @@ __all__ = ["ReadTxn", "WriteTxn"]
 
 T = TypeVar("T")
 
-KeyLike = bytes | bytearray | memoryview
+_unpack = _ttl.unpack_expiry
 
 
 class _Slot(Protocol):
@@ -40,8 +40,15 @@ class _Backend(Protocol):
 
     _max_key: int
     _options: Any
+    _local: Any
+    _gate: int
+    _epoch: int
+    _closed: bool
 
+    def _new_slot(self) -> _Slot: ...
     def _view_enter(self, epoch: int) -> _Slot: ...
+    def _check_key(self, key: object) -> None: ...
+    def _read_error(self, exc: BaseException) -> BaseException: ...
     def _raw_get(self, raw: Any, key: bytes) -> bytes | None: ...
     def _raw_get_many(self, raw: Any, keys: Iterable[bytes]) -> list[bytes | None]: ...
     def _raw_apply(self, raw: Any, key: bytes, change: _ttl.Change) -> None: ...
@@ -175,9 +182,20 @@ class ReadTxn:
         return self._now
 
     def _enter(self) -> _Slot | None:
+        """Before an LMDB call: flag this thread busy (see ``_lmdb``); slow cases (a resize
+        under way, a lost snapshot, a closed store) go to the engine."""
         if self._done:
             raise TransactionError("the transaction has ended")
-        return self._eng._view_enter(self._epoch)
+        eng = self._eng
+        try:
+            slot: _Slot = eng._local.slot
+        except AttributeError:
+            slot = eng._new_slot()
+        slot.busy = True
+        if eng._gate == 2 or self._epoch != eng._epoch or eng._closed:
+            slot.busy = False
+            return eng._view_enter(self._epoch)
+        return slot
 
     def _finish(self) -> None:
         self._done = True
@@ -192,7 +210,21 @@ class ReadTxn:
 
     def get(self, key: bytes) -> bytes | None:
         """The value of a live key, or None."""
-        return _ttl.live_value(self._get_raw(check_key(key, self._eng._max_key)), self._now)
+        slot = self._enter()
+        try:
+            raw: bytes | None = self._raw.get(key)  # the txn's default db is the data db
+        except BaseException as exc:
+            raise self._eng._read_error(exc) from None
+        finally:
+            if slot is not None:
+                slot.busy = False
+        if raw is None:
+            self._eng._check_key(key)
+            return None
+        value = raw[8:]
+        if raw[:8] == _ttl.PERSISTENT_HEADER or _unpack(raw)[0] > self._now:
+            return value
+        return None
 
     def exists(self, key: bytes) -> bool:
         return self.get(key) is not None
