@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, cast
 
 from rony.core import RequestCtx, registry
 
@@ -84,8 +84,7 @@ registry.register(C_AdminDrop, "AdminDrop", Item)
 def _app_of(target: App | Edge) -> App:
     # An Edge carries its App; told apart by attribute, so that this module does not
     # import rony.server at run time.
-    app: App = getattr(target, "app", target)
-    return app
+    return cast("App", getattr(target, "app", target))
 
 
 class StoreBase(abc.ABC):

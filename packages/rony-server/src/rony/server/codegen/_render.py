@@ -345,8 +345,7 @@ def render(model: FileModel) -> str:
             "def _app_of(target: App | Edge) -> App:",
             "    # An Edge carries its App; told apart by attribute, so that this module does not",
             "    # import rony.server at run time.",
-            '    app: App = getattr(target, "app", target)',
-            "    return app",
+            '    return cast("App", getattr(target, "app", target))',
         ]
     known = {m.ref.full_name for m in model.messages}
     for s in services:
@@ -367,6 +366,8 @@ def render(model: FileModel) -> str:
     typing_names = ["TYPE_CHECKING"] if services else []
     if model.messages or method_ids:
         typing_names.append("Final")
+    if with_methods:
+        typing_names.append("cast")
     if typing_names:
         std.append(f"from typing import {', '.join(typing_names)}")
     core = ["RequestCtx"] if with_methods else []
