@@ -198,4 +198,4 @@ def test_shipped_protos_equal_the_root_protos() -> None:
 
 
 def test_generator_version_is_the_package_version() -> None:
-    assert GENERATOR_VERSION == rony.server.__version__
+    assert rony.server.__version__ == GENERATOR_VERSION
