@@ -21,8 +21,9 @@ from rony.core.errors import AccessError, InvalidError, RonyError
 from rony.core.testing import MemoryConn
 from rony.server import App, Edge
 from rony.server.codegen import generate
+from rony.server.codegen.plugin import generate as plugin_generate
 from rony.server.testing import TestClient, serve
-from tests.codegen._util import FIXTURES, run
+from tests.codegen._util import FIXTURES, GOLDEN, request_for, run
 
 PROTO = "cgcalc/calc.proto"
 
@@ -80,6 +81,17 @@ def test_generated_module_registers_ids(calc: ModuleType, pb: ModuleType) -> Non
     assert registry.class_of(calc.C_CalcAdd) is pb.CalcOperands
     assert registry.class_of(calc.C_CalcResult) is pb.CalcResult
     assert registry.name_of(calc.C_CalcDiv) == "CalcDiv"
+
+
+def test_generation_does_not_depend_on_what_this_process_imported(
+    calc: ModuleType, tmp_path: Path
+) -> None:
+    # The generated module's ids are now in the process-wide registry; the plugin must not
+    # mistake them for rony.core built-ins (an in-process `generate` once did).
+    assert registry.class_of(calc.C_CalcAdd) is not None
+    response = plugin_generate(request_for([PROTO], tmp_path))
+    assert not response.error
+    assert response.file[0].content == (GOLDEN / "cgcalc" / "calc_rony.py").read_text()
 
 
 def test_base_class_is_abstract(calc: ModuleType) -> None:

@@ -18,8 +18,8 @@ from google.protobuf import descriptor_pb2 as d
 from google.protobuf.compiler import plugin_pb2
 from google.protobuf.message import Message
 
-from rony.core import message_id, method_id, registry
-from rony.core.pb import options_pb2
+from rony.core import message_id, method_id
+from rony.core.pb import msg_pb2, options_pb2
 
 from ._names import module_of, snake_case
 
@@ -406,13 +406,19 @@ def _check_names(locs: _Locations, services: list[ServiceModel], problems: list[
             owners[name] = s.name
 
 
+# rony.core's own wire messages (id -> full name). Taken from msg.proto itself rather than the
+# process-wide registry, which in a long-lived process also holds every module imported so far.
+_BUILTINS = {
+    message_id(name): desc.full_name
+    for name, desc in msg_pb2.DESCRIPTOR.message_types_by_name.items()
+}
+
+
 def _check_ids(ids: list[_Id], problems: list[str]) -> None:
     by_id: dict[int, _Id] = {}
     for item in ids:
-        builtin = registry.name_of(item.constructor)
-        if builtin is not None:
-            cls = registry.class_of(item.constructor)
-            full = cls.DESCRIPTOR.full_name if cls is not None else builtin
+        full = _BUILTINS.get(item.constructor)
+        if full is not None:
             if item.what.split(" ", 1)[1] != full and item.generated:
                 problems.append(
                     f"{item.where}: constructor id clash: {item.what} has id {item.constructor}, "
