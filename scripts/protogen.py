@@ -20,7 +20,6 @@ import importlib.util
 import sys
 import tempfile
 from pathlib import Path
-
 from types import ModuleType
 
 from grpc_tools import protoc
@@ -84,7 +83,8 @@ def _codegen() -> ModuleType:
     spec = importlib.util.spec_from_file_location(
         "_rony_codegen", CODEGEN / "__init__.py", submodule_search_locations=[str(CODEGEN)]
     )
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules["_rony_codegen"] = module
     spec.loader.exec_module(module)
