@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +97,14 @@ class _Dispatch(DispatchCtx):
         services: Services | None,
         reply: Reply | None,
     ) -> None:
-        super().__init__(conn, kind, server_id=server_id, services=services)
+        # DispatchCtx.__init__'s fields, set here without the keyword call (hot path).
+        self.conn = conn
+        self.kind = kind
+        self.server_id = server_id
+        self.services = services
+        self.values = {}
+        self.buffer = []
+        self.request_ctxs = []
         self.reply = reply
 
     def deliver(self, env: MessageEnvelope) -> None:
@@ -105,14 +112,6 @@ class _Dispatch(DispatchCtx):
             self.reply(env)
         else:
             self.buffer.append(env)
-
-
-class _Watch:
-    __slots__ = ("deadline", "fired")
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.fired = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +139,10 @@ class Dispatcher:
         self.settings = settings
         self.services = services
         self.builtins: dict[int, HandlerEntry] = dict(builtins or {})
-        self._watched: dict[asyncio.Task[Any], _Watch] = {}
+        # handler_timeout bookkeeping: task -> deadline of the chain it runs, and the tasks
+        # the sweeper cancelled (see _execute).
+        self._watched: dict[asyncio.Task[Any], float] = {}
+        self._fired: set[asyncio.Task[Any]] = set()
         self._sweeper: asyncio.TimerHandle | None = None
         timeout = settings.handler_timeout
         self._sweep_every = min(1.0, timeout / 4) if timeout is not None else 1.0
@@ -155,7 +157,11 @@ class Dispatcher:
             return decode_envelope_json(data, self.settings.limits)
         return decode_envelope(data, self.settings.limits)
 
-    async def dispatch_bytes(
+    # dispatch_bytes and dispatch are plain functions returning the coroutine that does the
+    # work: one coroutine per request instead of a chain of four (each level of ``await`` costs
+    # a coroutine object and a frame, ~0.3 µs). Callers ``await`` them as before.
+
+    def dispatch_bytes(
         self,
         conn: Conn,
         data: bytes,
@@ -163,54 +169,65 @@ class Dispatcher:
         json: bool = False,
         kind: Kind = Kind.GATEWAY,
         reply: Reply | None = None,
-    ) -> list[MessageEnvelope]:
-        """Decode and dispatch one received unit; a bad one gets an Error reply, never silence."""
+    ) -> Coroutine[Any, Any, list[MessageEnvelope]]:
+        """Decode and dispatch one received unit; a bad one gets an Error reply, never silence.
+
+        Returns the awaitable of ``dispatch`` (the replies buffered for a non-persistent conn).
+        """
         try:
             env = self.decode(data, json=json)
         except MalformedError as err:
-            log.info("conn %s sent a bad envelope: %s", conn.conn_id, err)
-            bad = error_envelope(err)
-            if reply is not None:
-                reply(bad)
-                return []
-            return [bad]
-        return await self.dispatch(conn, env, kind=kind, reply=reply)
+            return self._bad_envelope(conn, err, reply)
+        return self.dispatch(conn, env, kind=kind, reply=reply)
+
+    async def _bad_envelope(
+        self, conn: Conn, err: MalformedError, reply: Reply | None
+    ) -> list[MessageEnvelope]:
+        log.info("conn %s sent a bad envelope: %s", conn.conn_id, err)
+        bad = error_envelope(err)
+        if reply is not None:
+            reply(bad)
+            return []
+        return [bad]
 
     # --- execution ---------------------------------------------------------------------------
 
-    async def dispatch(
+    def dispatch(
         self,
         conn: Conn,
         env: MessageEnvelope,
         *,
         kind: Kind = Kind.GATEWAY,
         reply: Reply | None = None,
-    ) -> list[MessageEnvelope]:
-        """Run one envelope (or container); return the buffered replies (empty with ``reply``)."""
+    ) -> Coroutine[Any, Any, list[MessageEnvelope]]:
+        """Run one envelope (or container); the awaitable gives the buffered replies (empty
+        with ``reply``)."""
         dctx = _Dispatch(conn, kind, self.settings.server_id, self.services, reply)
         if env.Constructor == C_MessageContainer:
-            await self._container(dctx, env)
-        else:
-            await self._execute(dctx, env)
+            return self._container(dctx, env)
+        return self._execute(dctx, env, None, True)
+
+    async def _container(self, dctx: _Dispatch, env: MessageEnvelope) -> list[MessageEnvelope]:
+        await self._run_container(dctx, env)
         return dctx.drain()
 
-    async def _container(self, dctx: _Dispatch, env: MessageEnvelope) -> None:
+    async def _run_container(self, dctx: _Dispatch, env: MessageEnvelope) -> None:
         try:
             container = decode_container(env, self.settings.limits)
         except MalformedError as err:
             log.info("conn %s sent a bad container: %s", dctx.conn.conn_id, err)
             dctx.deliver(error_envelope(err, env.RequestID))
             return
-        envs = list(container.Envelopes)
+        envs = container.Envelopes
         if not envs:
             return
         if not container.SyncRun:
-            await asyncio.gather(*(self._execute(dctx, e) for e in envs))
+            await asyncio.gather(*[self._execute(dctx, e) for e in envs])
             return
         # SyncRun: start each envelope only when the previous one finished its chain or called
         # ctx.next_can_go(); then wait for all of them (as Go Rony's nextChan).
         loop = asyncio.get_running_loop()
-        tasks: list[asyncio.Task[None]] = []
+        tasks: list[asyncio.Task[list[MessageEnvelope]]] = []
         try:
             for e in envs:
                 released = loop.create_future()
@@ -227,24 +244,65 @@ class Dispatcher:
         dctx: _Dispatch,
         env: MessageEnvelope,
         released: asyncio.Future[None] | None = None,
-    ) -> None:
+        drain: bool = False,
+    ) -> list[MessageEnvelope]:
+        """One envelope: find the chain, run it under handler_timeout; with ``drain`` return
+        the dispatch's buffered replies (a lone envelope), else an empty list."""
         ctx = dctx.new_request(env)
         if released is not None:
             ctx.on_release(lambda: None if released.done() else released.set_result(None))
         try:
-            entry = self.app.handlers.get(env.Constructor) or self.builtins.get(env.Constructor)
+            constructor = ctx.constructor
+            entry = self.app.handlers.get(constructor) or self.builtins.get(constructor)
+            limit = self.settings.handler_timeout
             if entry is None or (entry.internal and dctx.kind is Kind.GATEWAY):
                 # An internal (rony_internal) method is refused from the gateway, and looks the
                 # same as an unknown one. Go Rony never enforced it (inventory §14 weakness 1).
-                ctx.push_error(InvalidError("HANDLER", f"no handler for {env.Constructor}"))
-                return
-            timeout = self.settings.handler_timeout
-            if timeout is None:
+                ctx.push_error(InvalidError("HANDLER", f"no handler for {constructor}"))
+            elif limit is None:
                 await self._run(ctx, entry)
-                return
-            await self._run_with_deadline(ctx, entry, timeout)
+            else:
+                # handler_timeout, inlined (see _sweep): register this task's deadline.
+                loop = asyncio.get_running_loop()
+                task = asyncio.current_task(loop)
+                assert task is not None
+                watched = self._watched
+                fired = self._fired
+                # A chain may dispatch another request in its own task (nested): the inner one
+                # borrows the entry and gives the outer deadline back.
+                outer = watched.get(task)
+                watched[task] = loop.time() + limit
+                if self._sweeper is None:
+                    self._sweeper = loop.call_later(self._sweep_every, self._sweep)
+                timed_out = False
+                try:
+                    await self._run(ctx, entry)
+                except asyncio.CancelledError:
+                    if not fired or task not in fired:
+                        raise
+                finally:
+                    if outer is None:
+                        del watched[task]
+                    else:
+                        watched[task] = outer
+                    if fired and task in fired:
+                        fired.discard(task)
+                        timed_out = True
+                if timed_out:
+                    task.uncancel()
+                    log.warning(
+                        "%s timed out after %ss (conn %s, request %s)",
+                        self._name(entry),
+                        limit,
+                        ctx.conn_id,
+                        ctx.request_id,
+                    )
+                    ctx.push_error(
+                        RequestTimeoutError("HANDLER", f"the handler did not finish in {limit}s")
+                    )
         finally:
             ctx.next_can_go()
+        return dctx.drain() if drain and dctx.buffer else []
 
     # --- handler_timeout ----------------------------------------------------------------------
     #
@@ -252,50 +310,23 @@ class Dispatcher:
     # share of a small request. Instead each running chain registers (task -> deadline) and one
     # sweeper callback, armed only while chains run, cancels the overdue ones every
     # ``handler_timeout / 4`` (at most 1 s); the chain then answers E06. A chain runs in its own
-    # task (gateway dispatch task, HTTP request task, or gather's task for a container member),
-    # so cancelling the task cancels exactly that chain.
-
-    async def _run_with_deadline(self, ctx: RequestCtx, entry: HandlerEntry, limit: float) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        loop = asyncio.get_running_loop()
-        watch = _Watch(loop.time() + limit)
-        self._watched[task] = watch
-        if self._sweeper is None:
-            self._sweeper = loop.call_later(self._sweep_every, self._sweep)
-        try:
-            await self._run(ctx, entry)
-        except asyncio.CancelledError:
-            if not watch.fired:
-                raise
-        finally:
-            del self._watched[task]
-        if watch.fired:
-            task.uncancel()
-            log.warning(
-                "%s timed out after %ss (conn %s, request %s)",
-                self._name(entry),
-                limit,
-                ctx.conn_id,
-                ctx.request_id,
-            )
-            ctx.push_error(
-                RequestTimeoutError("HANDLER", f"the handler did not finish in {limit}s")
-            )
+    # task (a gateway WebSocket worker, the HTTP request's task, or gather's task for a
+    # container member), so cancelling the task cancels exactly that chain.
 
     def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
         now = loop.time()
-        for task, watch in self._watched.items():
-            if not watch.fired and watch.deadline <= now:
-                watch.fired = True
+        fired = self._fired
+        for task, deadline in self._watched.items():
+            if deadline <= now and task not in fired:
+                fired.add(task)
                 task.cancel()
         self._sweeper = loop.call_later(self._sweep_every, self._sweep) if self._watched else None
 
     async def _run(self, ctx: RequestCtx, entry: HandlerEntry) -> None:
         app = self.app
         try:
-            if not entry.builtin:
+            if not entry.builtin and app.pre_handlers:
                 for h in app.pre_handlers:
                     await h(ctx)
                     if ctx.stopped:
