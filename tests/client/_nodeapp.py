@@ -29,7 +29,7 @@ C_Garbage: Final = method_id("Test", "Garbage")  # Ping -> a Pong envelope whose
 C_Meta: Final = method_id(
     "Test", "Meta"
 )  # Ping -> KeyValue(Key=header "k", Value=auth+conn X-Token)
-C_Order: Final = method_id("Test", "Order")  # Ping(ID=ms) -> records ID order, sleeps, Pong
+C_Order: Final = method_id("Test", "Order")  # Ping(ID=ms) -> logs ID, sleeps, logs -ID, Pong
 C_WhoAmI: Final = method_id("Test", "WhoAmI")  # Ping -> KeyValue(Key=server id, Value=conn id)
 C_RedirectSession: Final = method_id("Test", "RedirectSession")  # Ping(ID=rs) -> redirect
 C_RedirectRequest: Final = method_id("Test", "RedirectRequest")  # Ping(ID=rs) -> redirect
@@ -84,6 +84,7 @@ async def order(ctx: RequestCtx) -> None:
     ms = ctx.message(Ping).ID
     ORDER.append(ms)
     await asyncio.sleep(ms / 1000)
+    ORDER.append(-ms)  # finished
     ctx.push_message(Pong(ID=ms))
 
 

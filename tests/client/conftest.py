@@ -154,7 +154,7 @@ class ProcNode:
         self._pump = threading.Thread(target=pump, daemon=True)
         self._pump.start()
         try:
-            line = lines.get(timeout=20)
+            line = lines.get(timeout=60)  # a loaded CI machine can be slow to import
         except queue.Empty:
             self.kill()
             raise RuntimeError("rony serve did not start") from None

@@ -20,11 +20,11 @@ from tests.client.conftest import ProcNode, await_until, wait_until
 pytestmark = pytest.mark.slow  # subprocess nodes
 
 FAST = ClientSettings(
-    request_timeout=3.0,
-    deadline=8.0,
-    max_retries=8,
+    request_timeout=10.0,
+    deadline=30.0,  # a restarted node may take seconds to come up on a loaded machine
+    max_retries=200,
     backoff_base=0.05,
-    backoff_max=0.3,
+    backoff_max=0.25,
     idle_timeout=0.9,  # ping every 0.3 s: a frozen peer is noticed in about a second
 )
 
@@ -48,7 +48,7 @@ async def test_async_kill_mid_request_then_restart(proc_node: ProcNode, transpor
         with pytest.raises(errors.ConnectionLost) as info:
             await slow  # written: not re-sent (not idempotent), fails at once
         assert info.value.written
-        assert time.monotonic() - t0 < 1.5
+        assert time.monotonic() - t0 < 4.0  # not the 5 s handler, not the 10 s timeout
         # the node is gone: refused, retried with back-off, then a typed error
         short = ClientSettings(max_retries=2, backoff_base=0.01, backoff_max=0.02)
         async with AsyncClient(proc_node.url, transport=transport, settings=short) as c2:  # type: ignore[arg-type]
@@ -74,7 +74,7 @@ async def test_async_frozen_node_detected_by_pings(proc_node: ProcNode) -> None:
             t0 = time.monotonic()
             with pytest.raises(errors.ConnectionLost):
                 await c.call(na.C_Echo, Ping(ID=2), Pong, timeout=6)
-            assert time.monotonic() - t0 < 3.0  # the keep-alive ping, not the 6 s timeout
+            assert time.monotonic() - t0 < 5.0  # the keep-alive ping, not the 6 s timeout
         finally:
             proc_node.resume()
         assert await c.call(na.C_Echo, Ping(ID=3), Pong) == Pong(ID=3)
@@ -106,7 +106,7 @@ def test_sync_kill_mid_request_then_restart(proc_node: ProcNode) -> None:
         t.start()
         time.sleep(0.3)
         proc_node.start()
-        t.join(8)
+        t.join(30)
         assert result == [Pong(ID=3)]
     with Client(proc_node.url, transport="http", settings=FAST) as h:
         assert h.call(C_Ping, Ping(ID=5), Pong) == Pong(ID=5)
@@ -128,9 +128,8 @@ def test_sync_push_reader_reconnects_after_restart(proc_node: ProcNode) -> None:
         with c.pushes(idle_timeout=8) as stream:
             c.connect()
             proc_node.restart()
-            wait_until(
-                lambda: len(connects) == 2, 8
-            )  # re-dialled by the reader thread, no call needed
+            # re-dialled by the reader thread, no call needed
+            wait_until(lambda: len(connects) == 2, 30)
             assert c.call(na.C_PushN, Ping(ID=2), Pong) == Pong(ID=2)
             assert [Pong.FromString(next(stream).Message).ID for _ in range(2)] == [0, 1]
 
@@ -143,7 +142,7 @@ def test_sync_frozen_node_detected_by_pings(proc_node: ProcNode) -> None:
             t0 = time.monotonic()
             with pytest.raises(errors.ConnectionLost):
                 c.call(na.C_Echo, Ping(ID=2), Pong, timeout=6)
-            assert time.monotonic() - t0 < 3.0
+            assert time.monotonic() - t0 < 5.0  # the keep-alive ping, not the timeout
         finally:
             proc_node.resume()
         assert c.call(na.C_Echo, Ping(ID=3), Pong) == Pong(ID=3)

@@ -75,22 +75,20 @@ async def test_batch_in_one_container(node: Edge, transport: str, sync_run: bool
         delays = [200, 150, 100]
         envs = [envelope(Ping(ID=ms), constructor=na.C_Order) for ms in delays]
         envs.append(envelope(Ping(ID=5), constructor=na.C_Fail))
-        t0 = time.monotonic()
         replies = await c.send_batch(envs, sync_run=sync_run)
-        elapsed = time.monotonic() - t0
         assert [Pong.FromString(r.Message).ID for r in replies[:3]] == delays
         assert len({r.RequestID for r in replies}) == 4
         with pytest.raises(rony_errors.AccessError):
             reply_message(replies[3])
-        if sync_run:
-            assert elapsed >= 0.45  # one after another: 200 + 150 + 100 ms
-        else:
-            assert elapsed < 0.4  # concurrently: ~200 ms
-        assert delays == na.ORDER  # started in request order either way
+        if sync_run:  # one after another, in request order
+            assert na.ORDER == [200, -200, 150, -150, 100, -100]
+        else:  # all started before any finished; the shortest finished first
+            assert na.ORDER == [200, 150, 100, -100, -150, -200]
 
 
 async def test_thousand_concurrent_tasks_over_one_websocket(node: Edge) -> None:
-    async with client(node) as c:
+    # Correctness, not speed: room for a loaded machine (the node shares this debug-mode loop).
+    async with client(node, request_timeout=30.0) as c:
         ids = list(range(1, 1001))
         results = await asyncio.gather(*(c.call(na.C_Echo, Ping(ID=i), Pong) for i in ids))
         assert [r.ID for r in results] == ids
@@ -132,15 +130,15 @@ async def test_timeout_is_typed_and_late_reply_is_not_a_push(node: Edge) -> None
     async with client(node) as c, c.pushes() as stream:
         t0 = time.monotonic()
         with pytest.raises(errors.RequestTimeout) as info:
-            await c.call(na.C_Slow, Ping(ID=300), Pong, timeout=0.1)
+            await c.call(na.C_Slow, Ping(ID=1500), Pong, timeout=0.1)
         assert info.value.written
-        assert time.monotonic() - t0 < 0.5
-        assert await c.call(na.C_Slow, Ping(ID=400), Pong) == Pong(ID=400)  # late one came
+        assert time.monotonic() - t0 < 1.2  # did not wait for the reply
+        assert await c.call(na.C_Slow, Ping(ID=1600), Pong) == Pong(ID=1600)
+        assert c._pending.late_replies == 1  # the late reply came, and was dropped
         assert c.dropped_pushes == 0
         with pytest.raises(TimeoutError):
             await asyncio.wait_for(anext(stream), 0.05)
-        settings = ClientSettings(request_timeout=0.1)
-    async with AsyncClient(node.url, settings=settings) as c2:
+    async with AsyncClient(node.url, settings=ClientSettings(request_timeout=0.1)) as c2:
         with pytest.raises(errors.RequestTimeout):
             await c2.call(na.C_Slow, Ping(ID=300), Pong)
 

@@ -36,8 +36,7 @@ import random
 import urllib.parse
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Generic, Literal, TypeVar
+from typing import Generic, Literal, NamedTuple, TypeVar
 
 from google.protobuf.message import Message
 
@@ -374,8 +373,10 @@ class Routing:
 # --- the exchange ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+# Actions are NamedTuples: made once or twice per call, so they must be cheap to build.
+
+
+class Send(NamedTuple):
     """Write ``Exchange.frame`` to ``url``; wait at most ``timeout`` for the reply."""
 
     url: str
@@ -383,19 +384,16 @@ class Send:
     dial_timeout: float
 
 
-@dataclass(frozen=True, slots=True)
-class Wait:
+class Wait(NamedTuple):
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
-class Done:
+class Done(NamedTuple):
     reply: MessageEnvelope | None
     replies: list[MessageEnvelope] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Fail:
+class Fail(NamedTuple):
     error: BaseException
 
 
@@ -464,15 +462,16 @@ class Exchange:
             if self._wait_until >= self.deadline:
                 return Fail(self._timeout("the next attempt would start after the deadline"))
             return Wait(self._wait_until - now)
-        url, wait = self._core.routing.pick(self.replica_set, now)
+        core = self._core
+        url, wait = core.routing.pick(self.replica_set, now)
         if wait > 0:
             if now + wait >= self.deadline:
                 return Fail(self._timeout(f"every URL failed recently; next try of {url} is late"))
             self._wait_until = now + wait
             return Wait(wait)
         self.url = url
-        s = self._core.settings
-        return Send(url, min(s.request_timeout, remaining), min(s.dial_timeout, remaining))
+        rt, dt = core.request_timeout, core.dial_timeout
+        return Send(url, rt if rt < remaining else remaining, dt if dt < remaining else remaining)
 
     def _timeout(self, why: str) -> RequestTimeout:
         last = self.last_error
@@ -485,9 +484,10 @@ class Exchange:
 
     def on_reply(self, reply: MessageEnvelope, now: float) -> None:
         """The matched reply of a single request."""
-        if self.url is not None:
-            self._core.routing.succeeded(self.url)
-        if reply.Constructor == C_Redirect and self._core.settings.follow_redirects:
+        core = self._core
+        if core.routing._penalty and self.url is not None:
+            core.routing.succeeded(self.url)
+        if reply.Constructor == C_Redirect and core.follow_redirects:
             self._follow(reply, now)
             return
         self._done = Done(reply)
@@ -563,6 +563,9 @@ class ClientCore:
         if transport not in ("ws", "http"):
             raise ValueError(f"transport must be 'ws' or 'http', not {transport!r}")
         self.settings = s = settings or ClientSettings()
+        self.request_timeout = s.request_timeout
+        self.dial_timeout = s.dial_timeout
+        self.follow_redirects = s.follow_redirects
         self.rng = rng or random.Random()
         self.limits = Limits(
             max_message_size=s.max_message_size, max_container_length=s.max_container_length
@@ -736,6 +739,10 @@ def reply_message(env: MessageEnvelope, response_class: type[Message] | None = N
     elif constructor not in registry:
         raise UnexpectedResponse(f"reply has unknown constructor {constructor}", constructor)
     try:
+        if response_class is not None and not env.JsonEncoded:
+            return response_class.FromString(env.Message)
         return unwrap(env, response_class)
     except errors.RonyError as exc:
         raise DecodeError(f"reply payload does not decode: {exc.description}") from None
+    except Exception as exc:  # protobuf's DecodeError from FromString
+        raise DecodeError(f"reply payload does not decode: {exc}") from None

@@ -57,6 +57,7 @@ M = TypeVar("M", bound=Message)
 PushCallback = Callable[[MessageEnvelope], None]
 ConnectCallback = Callable[[str], None]
 _monotonic = time.monotonic
+_FOREVER = float("inf")
 
 
 def _renew(err: ClientError, written: bool) -> ClientError:
@@ -74,7 +75,9 @@ class _Slot:
     __slots__ = ("done", "error", "event", "reply")
 
     def __init__(self) -> None:
-        self.event = threading.Event()
+        # Made only when the caller has to wait for another thread (the lone-caller path never
+        # needs one: it reads its own reply). Set and read under the client lock.
+        self.event: threading.Event | None = None
         self.done = False
         self.reply: MessageEnvelope | None = None
         self.error: ClientError | None = None
@@ -224,7 +227,8 @@ class Client:
             conns = []
             for link in links:
                 for s in link.slots:
-                    s.event.set()  # a push reader waiting for the reader role
+                    if s.event is not None:
+                        s.event.set()  # a push reader waiting for the reader role
                 if link.conn is not None:
                     conns.append(link.conn)
                     link.conn = None
@@ -424,17 +428,25 @@ class Client:
                 link.slots.discard(slot)
 
     def _attempt(self, act: Send, ex: Exchange) -> MessageEnvelope:
-        link = self._open(act.url, act.dial_timeout)
-        rids = ex.request_ids
-        conn, slots = self._register(link, rids)
+        link = self._links.get(act.url)
+        if link is None or link.conn is None:
+            link = self._open(act.url, act.dial_timeout)
+        rid = ex.request_ids[0]
+        slot = _Slot()
+        with self._lock:
+            conn = link.conn
+            if conn is None:
+                raise ConnectionLost("connection dropped before the write", written=False)
+            self._pending.add(rid, conn, slot)
+            link.slots.add(slot)
         try:
             conn.send(ex.frame)
         except BaseException as exc:
-            self._unregister(link, rids, slots)
+            self._unregister(link, (rid,), (slot,))
             if isinstance(exc, ConnectionLost):
                 self._lost(link, conn, exc)  # dead: the next attempt re-dials
             raise
-        return self._wait(link, conn, slots[0], rids[0], _monotonic() + act.timeout)
+        return self._wait(link, conn, slot, rid, _monotonic() + act.timeout)
 
     def _attempt_batch(self, act: Send, ex: Exchange) -> list[MessageEnvelope]:
         link = self._open(act.url, act.dial_timeout)
@@ -473,6 +485,9 @@ class Client:
                 lead = remaining > 0 and not link.reader_active and link.conn is conn
                 if lead:
                     link.reader_active = True
+                elif slot.event is None:
+                    slot.event = threading.Event()
+                event = slot.event
             if lead:
                 try:
                     self._lead(link, conn, slot, deadline)
@@ -490,17 +505,19 @@ class Client:
                     if not link.reader_active:
                         self._hand_over(link)
                 raise RequestTimeout("no reply before the attempt's timeout", written=True)
-            slot.event.wait(remaining)
-            slot.event.clear()
+            assert event is not None
+            event.wait(remaining)
+            event.clear()
         if slot.error is not None:
             raise slot.error
         assert slot.reply is not None
         return slot.reply
 
     def _hand_over(self, link: _Link) -> None:
-        """Wake one waiting caller so it becomes the reader. Holds the lock."""
+        """Wake one waiting caller so it becomes the reader. Holds the lock. A caller with no
+        event has not waited yet: it will look for the reader role by itself."""
         for s in link.slots:
-            if not s.done:
+            if not s.done and s.event is not None:
                 s.event.set()
                 return
 
@@ -510,17 +527,18 @@ class Client:
         slot.reply = reply
         slot.error = error
         slot.done = True
-        slot.event.set()
+        if slot.event is not None:
+            slot.event.set()
 
     def _lead(self, link: _Link, conn: SyncConnection, slot: _Slot, deadline: float) -> None:
         """Read frames (as the link's reader) until ``slot`` is done or ``deadline`` passes."""
         decode = self._core.decode_frame
         lock = self._lock
         pending = self._pending
+        forever = deadline == _FOREVER
+        timeout: float | None = None
         while not slot.done:
-            if deadline == float("inf"):
-                timeout = None
-            else:
+            if not forever:
                 timeout = deadline - _monotonic()
                 if timeout <= 0:
                     return
@@ -540,7 +558,7 @@ class Client:
                         link.slots.discard(s)
                         s.reply = env
                         s.done = True
-                        if s is not slot:
+                        if s.event is not None:
                             s.event.set()
                     elif not (rid and pending.is_late(rid)):
                         self._deliver_push(env)
@@ -638,6 +656,7 @@ class Client:
     def _push_reader(self, link: _Link) -> None:
         """The permanent reader of one link while pushes are consumed; re-dials it on loss."""
         me = _Slot()  # never done: waits for the reader role like a caller would
+        me.event = threading.Event()
         attempt = 0
         lock = self._lock
         while not self._closed.is_set():
@@ -662,11 +681,11 @@ class Client:
                 else:
                     link.slots.add(me)
             if not lead:
-                me.event.wait(1.0)
+                me.event.wait(1.0)  # woken by a hand-over; the timeout is a safety net
                 me.event.clear()
                 continue
             try:
-                self._lead(link, conn, me, float("inf"))
+                self._lead(link, conn, me, _FOREVER)
             finally:
                 with lock:
                     link.reader_active = False
