@@ -78,8 +78,14 @@ _open_paths: dict[tuple[int, int], str] = {}
 _open_paths_lock = threading.Lock()
 
 
-class _MapFull(Exception):
-    """Internal: LMDB said MDB_MAP_FULL. The write loop grows the map and runs the work again."""
+class _MapFull(MapGrownError):
+    """LMDB said MDB_MAP_FULL. The write loops grow the map and run the work again; inside an
+    ``update()`` block the caller sees it as :class:`MapGrownError`."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the map is full: this transaction is rolled back and the map grown; run it again"
+        )
 
 
 class _Slot:
@@ -245,6 +251,13 @@ class Engine:
                 self._env.reader_check()  # clear reader slots left by dead processes
             self._map_size = int(self._env.info()["map_size"])
             self._psize = int(self._env.stat()["psize"])
+            if not opts.readonly:
+                # LMDB takes the map size given at open (raised to what is in use), not the
+                # size the map had grown to: start with headroom again.
+                used = (int(self._env.info()["last_pgno"]) + 1) * self._psize
+                if used * 4 > self._map_size * 3:
+                    self._map_size = max(self._map_size, used) * 2
+                    self._env.set_mapsize(self._map_size)
         except BaseException as exc:
             self._env.close()
             if isinstance(exc, lmdb.Error):
@@ -580,11 +593,11 @@ class Engine:
                         raw.commit()
                     except BaseException as exc:
                         txn._finish()
-                        raw.abort()
                         err = translate(exc)
-                        if isinstance(err, _MapFull) or self._take_map_full():
-                            self._grow_locked()
+                        if self._take_map_full() | isinstance(err, _MapFull):
+                            self._abort_write(raw, grow=True)
                             continue
+                        self._abort_write(raw)
                         if err is exc:
                             raise
                         raise err from None
@@ -628,11 +641,11 @@ class Engine:
                         raw.commit()
                     except BaseException as exc:
                         txn._finish()
-                        raw.abort()
                         err = translate(exc)
-                        if isinstance(err, _MapFull) or self._take_map_full():
-                            self._grow_locked()
+                        if self._take_map_full() | isinstance(err, _MapFull):
+                            self._abort_write(raw, grow=True)
                             continue
+                        self._abort_write(raw)
                         return [(False, err)] * len(fns)
                     txn._finish()
                     self._gen += 1
@@ -678,20 +691,18 @@ class Engine:
             map_full = self._take_map_full()
             txn._finish()
             if not commit or map_full:
-                raw.abort()
-                if map_full:
-                    self._grow_locked()
-                    if commit:
-                        raise MapGrownError("the map was full and has been grown; run again")
+                self._abort_write(raw, grow=map_full)
+                if map_full and commit:
+                    raise MapGrownError("the map was full and has been grown; run again")
                 return
             try:
                 raw.commit()
             except BaseException as exc:
-                raw.abort()
                 err = translate(exc)
-                if isinstance(err, _MapFull) or self._take_map_full():
-                    self._grow_locked()
+                if self._take_map_full() | isinstance(err, _MapFull):
+                    self._abort_write(raw, grow=True)
                     raise MapGrownError("the map was full and has been grown; run again") from None
+                self._abort_write(raw)
                 raise err from None
             self._gen += 1
         finally:
@@ -705,18 +716,27 @@ class Engine:
         except lmdb.Error as exc:
             raise translate(exc) from None
         if self._map_size - used < self._map_size // 4:
-            self._grow_locked()
+            self._abort_write(None, grow=True)
 
-    def _grow_locked(self) -> None:
-        """Double the map (writer lock held, no write transaction open)."""
+    def _abort_write(self, raw: Any, *, grow: bool = False) -> None:
+        """Abort a write transaction (None: none) and, with ``grow``, double the map, while no
+        reader of this process is inside LMDB (writer lock held).
+
+        py-lmdb's abort of a write transaction first waits until no thread is inside LMDB on
+        the environment; under a steady stream of reads from other threads that wait can last
+        forever (seen with three reading threads). Inside an exclusive section it cannot.
+        """
         new_size = self._map_size * 2
 
-        def resize() -> None:
-            self._env.set_mapsize(new_size)
-            self._map_size = new_size
+        def action() -> None:
+            if raw is not None:
+                raw.abort()
+            if grow:
+                self._env.set_mapsize(new_size)
+                self._map_size = new_size
 
         try:
-            self._exclusive(resize, resize=True)
+            self._exclusive(action, resize=grow)
         except lmdb.Error as exc:
             raise StorageError(f"cannot grow the map to {new_size} bytes: {exc}") from None
 
@@ -788,11 +808,11 @@ class Engine:
                         raw.put(new_raw[:8], key, db=self._index)
                     raw.commit()
                 except BaseException as exc:
-                    raw.abort()
                     err = translate(exc)
                     if isinstance(err, _MapFull):
-                        self._grow_locked()
+                        self._abort_write(raw, grow=True)
                         continue
+                    self._abort_write(raw)
                     if err is exc:
                         raise
                     raise err from None
@@ -934,7 +954,7 @@ class Engine:
             if commit:
                 raw.commit()
             else:
-                raw.abort()
+                self._abort_write(raw)  # a child transaction of the caller's
         except BaseException as exc:
             raise self._write_error(exc) from None
 
