@@ -149,11 +149,12 @@ class Engine:
         self._wowner = 0
         self._map_full = False
         self._janitor_mark = 0
-        self._path = self._prepare(path)
+        self._path = ""
         try:
+            self._path = self._prepare(path)
             self._open_env()
         except BaseException:
-            self._release_files()
+            self._release_files()  # a failed open leaves no lock and no registration behind
             raise
         self._closed = False
 
