@@ -98,10 +98,13 @@ class WSConn(_Values):
         "_queue",
         "_waiter",
         "close_task",
+        "idle_workers",
         "inflight",
         "last_activity",
         "loop",
+        "pending",
         "queue_size",
+        "reader_done",
         "request",
         "slot_waiter",
         "text_mode",
@@ -129,6 +132,11 @@ class WSConn(_Values):
         self.last_activity = self.loop.time()
         self.inflight = 0
         self.slot_waiter: asyncio.Future[None] | None = None
+        # Received frames not yet started (data, is_json), the futures idle dispatch workers
+        # wait on, and whether the reader loop has ended (see Gateway._ws_worker).
+        self.pending: collections.deque[tuple[bytes, bool]] = collections.deque()
+        self.idle_workers: list[asyncio.Future[None]] = []
+        self.reader_done = False
         self.text_mode = False  # set once the client sends a text (JSON) frame
         self._queue: collections.deque[bytes | str] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None

@@ -14,9 +14,10 @@ Every request goes through ``_handle``:
 
 WebSocket: binary frames are protobuf envelopes, text frames Go Rony's JSON envelopes (when
 ``json_enabled``; the reply to a text frame is a text frame). One reader loop per connection
-reads frames and starts one dispatch task per frame, in arrival order; at most
-``max_inflight_per_conn`` run at once, and when that many are in flight the reader stops
-reading the socket (TCP back-pressure) until one finishes. So:
+reads frames and hands them, in arrival order, to the connection's dispatch workers (tasks that
+run one request at a time; a new one starts only while the others are busy, see
+``_ws_worker``); at most ``max_inflight_per_conn`` run at once, and when that many are in
+flight the reader stops reading the socket (TCP back-pressure) until one finishes. So:
 
 * **ordering guarantee**: the dispatches of one connection *start* in the order their frames
   arrived, and the first ``await``-free part of each handler chain runs in that order; with
@@ -46,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import json as _json
 import logging
@@ -89,6 +91,10 @@ from rony.server.gateway._rest import (
 __all__ = ["Gateway"]
 
 log = logging.getLogger("rony.server")
+
+IDLE_WORKERS = 4
+"""Idle dispatch workers a WebSocket keeps for its next frames (more are started on demand,
+up to max_inflight_per_conn, and end when they find nothing to do)."""
 
 _SKIP_HEADERS = frozenset({"host", "upgrade", "connection", "content-length"})
 
@@ -419,49 +425,115 @@ class Gateway:
     async def _read_loop(self, conn: WSConn, ws: web.WebSocketResponse) -> None:
         loop = conn.loop
         max_inflight = self.settings.max_inflight_per_conn
-        dispatch = self._ws_dispatch
-        tasks = self._ws_tasks
-        while True:
-            msg = await ws.receive()
-            kind = msg.type
-            if kind is WSMsgType.BINARY:
-                is_json = False
-            elif kind is WSMsgType.TEXT:
-                is_json = conn.text_mode = True
-            else:
-                if kind is WSMsgType.ERROR:
-                    log.info("conn %s: websocket error: %s", conn.conn_id, msg.data)
-                return  # CLOSE, CLOSING, CLOSED, ERROR
-            data: bytes = msg.data
-            conn.last_activity = loop.time()
-            if self._stopping:
-                self._refuse(conn, data, is_json)
-                continue
-            if conn.inflight >= max_inflight:
-                # Back-pressure: read nothing more from this socket until a slot frees.
-                waiter = conn.slot_waiter = loop.create_future()
-                await waiter
-            conn.inflight += 1
-            self._busy += 1
-            task = loop.create_task(dispatch(conn, data, is_json))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
-
-    async def _ws_dispatch(self, conn: WSConn, data: bytes, is_json: bool) -> None:
+        pending = conn.pending
+        idle = conn.idle_workers
         try:
-            await self.dispatcher.dispatch_bytes(
-                conn, data, json=is_json, reply=conn.send_text if is_json else conn.send
-            )
-        except Exception:
-            log.exception("conn %s: dispatch failed", conn.conn_id)
+            while True:
+                msg = await ws.receive()
+                kind = msg.type
+                if kind is WSMsgType.BINARY:
+                    is_json = False
+                elif kind is WSMsgType.TEXT:
+                    is_json = conn.text_mode = True
+                else:
+                    if kind is WSMsgType.ERROR:
+                        log.info("conn %s: websocket error: %s", conn.conn_id, msg.data)
+                    return  # CLOSE, CLOSING, CLOSED, ERROR
+                data: bytes = msg.data
+                conn.last_activity = loop.time()
+                if self._stopping:
+                    self._refuse(conn, data, is_json)
+                    continue
+                if conn.inflight >= max_inflight:
+                    # Back-pressure: read nothing more from this socket until a slot frees.
+                    waiter = conn.slot_waiter = loop.create_future()
+                    await waiter
+                conn.inflight += 1
+                self._busy += 1
+                pending.append((data, is_json))
+                if idle:
+                    idle.pop().set_result(None)
+                else:
+                    self._spawn_worker(conn)
         finally:
+            conn.reader_done = True
+            while idle:
+                idle.pop().set_result(None)
+
+    # Dispatch workers. A task per frame cost a Task object, its registration, a done callback
+    # and an extra loop turn per request. Instead the reader appends each frame to
+    # ``conn.pending`` and wakes one of the connection's idle workers; only when none is idle
+    # (all are suspended inside a handler, or woken and not yet run) does it start another, so
+    # there are at most ``max_inflight_per_conn`` + 1 workers per conn and, with requests that
+    # do not await, just one. At most IDLE_WORKERS stay parked once a burst is over. Workers
+    # pop frames in arrival order, so dispatches still *start* in the order their frames
+    # arrived. Each dispatch runs in a worker task, never in the reader: handler_timeout
+    # cancels the worker's task, which the chain absorbs as E06, and the reader never notices.
+    # A worker whose handler changed its contextvars ends after that request, so every request
+    # still starts with the reader's context, as with a task each.
+
+    def _spawn_worker(self, conn: WSConn) -> None:
+        task = conn.loop.create_task(self._ws_worker(conn))
+        self._ws_tasks.add(task)
+        task.add_done_callback(self._ws_tasks.discard)
+
+    async def _ws_worker(self, conn: WSConn) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        base = contextvars.copy_context()
+        pending = conn.pending
+        dispatcher = self.dispatcher
+        send, send_text = conn.send, conn.send_text
+        parked = conn.idle_workers
+        while True:
+            if not pending:
+                if conn.reader_done or len(parked) >= IDLE_WORKERS:
+                    return  # the conn is over, or enough workers already wait
+                idle = conn.loop.create_future()
+                parked.append(idle)
+                try:
+                    await idle
+                except asyncio.CancelledError:
+                    if idle in parked:
+                        parked.remove(idle)
+                    if self._stopping:
+                        self._drop_pending(conn)
+                        raise
+                    _clear_cancel(task)  # a stale self-cancel of an earlier handler
+                continue
+            data, is_json = pending.popleft()
+            try:
+                await dispatcher.dispatch_bytes(
+                    conn, data, json=is_json, reply=send_text if is_json else send
+                )
+            except asyncio.CancelledError:
+                # Stop cancels the workers after the grace period. Anything else is a handler
+                # cancelling its own request (a task per frame ended there): the conn goes on.
+                if self._stopping:
+                    self._drop_pending(conn)
+                    raise
+                _clear_cancel(task)
+            except Exception:
+                log.exception("conn %s: dispatch failed", conn.conn_id)
+            finally:
+                conn.inflight -= 1
+                conn.last_activity = conn.loop.time()
+                waiter = conn.slot_waiter
+                if waiter is not None:
+                    conn.slot_waiter = None
+                    if not waiter.done():
+                        waiter.set_result(None)
+                self._end()
+            if contextvars.copy_context() != base:
+                # The handler set a contextvar: do not let it leak into the next request.
+                if pending:  # someone must take the frames that wait
+                    self._spawn_worker(conn)
+                return
+
+    def _drop_pending(self, conn: WSConn) -> None:
+        while conn.pending:
+            conn.pending.popleft()
             conn.inflight -= 1
-            conn.last_activity = conn.loop.time()
-            waiter = conn.slot_waiter
-            if waiter is not None:
-                conn.slot_waiter = None
-                if not waiter.done():
-                    waiter.set_result(None)
             self._end()
 
     def _refuse(self, conn: WSConn, data: bytes, is_json: bool) -> None:
@@ -506,6 +578,12 @@ class _IdleTimer:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+
+def _clear_cancel(task: asyncio.Task[Any]) -> None:
+    """Forget the cancellation requests of a request that has ended (the worker goes on)."""
+    while task.uncancel():
+        pass
 
 
 def _error_code(env: MessageEnvelope) -> str:

@@ -1,0 +1,124 @@
+"""The WebSocket dispatch workers (Gateway._ws_worker): a few long-lived tasks per connection
+instead of a task per frame must keep every guarantee a task per frame gave."""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+
+import aiohttp
+
+from rony.core import RequestCtx, method_id, registry, unwrap
+from rony.core.pb.msg_pb2 import Ping, Pong
+from rony.server import App
+from rony.server.testing import serve
+
+from .conftest import error_of, recv_env, req
+
+C_SetVar = method_id("Workers", "SetVar")
+C_GetVar = method_id("Workers", "GetVar")
+C_SelfCancel = method_id("Workers", "SelfCancel")
+C_Yield = method_id("Workers", "Yield")
+C_Hang = method_id("Workers", "Hang")
+for _c, _n in [
+    (C_SetVar, "WorkersSetVar"),
+    (C_GetVar, "WorkersGetVar"),
+    (C_SelfCancel, "WorkersSelfCancel"),
+    (C_Yield, "WorkersYield"),
+    (C_Hang, "WorkersHang"),
+]:
+    registry.register(_c, _n, Ping)
+
+VAR: contextvars.ContextVar[int] = contextvars.ContextVar("rony_test_var", default=-1)
+
+
+def _app(live: list[int] | None = None) -> App:
+    app = App("workers")
+
+    async def set_var(ctx: RequestCtx) -> None:
+        VAR.set(ctx.message(Ping).ID)
+        ctx.push_message(Pong(ID=VAR.get()))
+
+    async def get_var(ctx: RequestCtx) -> None:
+        ctx.push_message(Pong(ID=VAR.get()))
+
+    async def self_cancel(ctx: RequestCtx) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)  # the cancellation lands here; no reply
+
+    async def yield_(ctx: RequestCtx) -> None:
+        if live is not None:  # [running now, most at once]
+            live[0] += 1
+            live[1] = max(live)
+        for _ in range(3):
+            await asyncio.sleep(0)
+        if live is not None:
+            live[0] -= 1
+        ctx.push_message(Pong(ID=ctx.message(Ping).ID))
+
+    async def hang(ctx: RequestCtx) -> None:
+        await asyncio.Event().wait()
+
+    app.handle(C_SetVar, set_var)
+    app.handle(C_GetVar, get_var)
+    app.handle(C_SelfCancel, self_cancel)
+    app.handle(C_Yield, yield_)
+    app.handle(C_Hang, hang)
+    return app
+
+
+async def test_contextvars_do_not_leak_between_requests(http: aiohttp.ClientSession) -> None:
+    async with serve(_app()) as edge, http.ws_connect(edge.url) as ws:
+        await ws.send_bytes(req(C_SetVar, Ping(ID=5), 1))
+        assert unwrap(await recv_env(ws), Pong).ID == 5
+        await ws.send_bytes(req(C_GetVar, Ping(), 2))
+        env = await recv_env(ws)
+        assert env.RequestID == 2
+        assert unwrap(env, Pong).ID == -1  # a fresh context, as with a task per frame
+
+
+async def test_handler_cancelling_itself_ends_only_its_request(
+    http: aiohttp.ClientSession,
+) -> None:
+    async with serve(_app()) as edge, http.ws_connect(edge.url) as ws:
+        await ws.send_bytes(req(C_SelfCancel, Ping(), 1))
+        await ws.send_bytes(req(C_GetVar, Ping(), 2))
+        env = await recv_env(ws)
+        assert env.RequestID == 2  # request 1 got no reply; the conn and its reader go on
+        await ws.send_bytes(req(C_GetVar, Ping(), 3))
+        assert (await recv_env(ws)).RequestID == 3
+
+
+async def test_pipelined_frames_all_answered_with_bounded_workers(
+    http: aiohttp.ClientSession,
+) -> None:
+    live = [0, 0]
+    async with (
+        serve(_app(live), max_inflight_per_conn=4) as edge,
+        http.ws_connect(edge.url) as ws,
+    ):
+        for i in range(1, 201):
+            await ws.send_bytes(req(C_Yield, Ping(ID=i), i))
+        got = sorted([(await recv_env(ws)).RequestID for _ in range(200)])
+        assert got == list(range(1, 201))
+        assert live[1] == 4  # they ran concurrently, never more than max_inflight_per_conn
+        assert edge.gateway is not None
+        assert len(edge.gateway._ws_tasks) <= 5  # parked workers, not a task per frame
+
+
+async def test_timeout_cancels_the_worker_not_the_reader(http: aiohttp.ClientSession) -> None:
+    async with (
+        serve(_app(), handler_timeout=0.1, max_inflight_per_conn=4) as edge,
+        http.ws_connect(edge.url) as ws,
+    ):
+        await ws.send_bytes(req(C_Hang, Ping(), 1))
+        await ws.send_bytes(req(C_GetVar, Ping(), 2))
+        assert (await recv_env(ws)).RequestID == 2  # answered while 1 hangs
+        env = await recv_env(ws)
+        assert env.RequestID == 1
+        assert error_of(env).Code == "E06"
+        for i in (3, 4):  # the same worker and reader go on
+            await ws.send_bytes(req(C_GetVar, Ping(), i))
+            assert (await recv_env(ws)).RequestID == i
