@@ -1,6 +1,6 @@
 """The gateway against its baselines, each measured in the same run.
 
-    hatch run bench:gateway [--seconds S] [--clients N] [--rounds R]
+    hatch run bench:gateway [--seconds S] [--clients N] [--rounds R] [--loaders L]
 
 Figures (ours / baseline / goal):
 
@@ -13,9 +13,20 @@ Figures (ours / baseline / goal):
   decode-dict-call-encode loop / ours <= 8 µs
 * idle node RSS, MB: `rony serve` echo app / a bare aiohttp server process / ours <= 60 MB
 
-Every server runs in its own process and the load generator in this one, so they do not share
-an event loop. Each client sends one request and waits for its reply (no pipelining). Each
-figure is the median of ``--rounds`` runs; the machine is shared, so compare ratios.
+How it is measured. Every server runs in its own process. The load comes from ``--loaders``
+(default 2) separate load processes, started once and reused, each driving N / loaders
+clients, so one Python client process is not the ceiling of the fast baseline (a client costs
+about as much CPU per call as a raw echo server). Each client sends one request and waits for
+its reply (no pipelining). Ours and the baselines are driven by the same client code with the
+same request bytes (a ~64-byte Sample.Echo envelope; the raw servers echo it back, so replies
+are the same size): every reply is parsed as a MessageEnvelope and its constructor checked
+(EchoResponse from rony, the echoed SampleEcho from a raw server; gRPC replies likewise). The
+loaders connect first, then all start on one signal; calls/s = calls of all loaders / the
+longest loader's run. For the socket figures the server's own CPU time per call (from
+/proc/PID/stat over the run) is printed as well: on this 2-core shared machine the load
+processes, the server and other work compete for the cores, so calls/s ratios move with the
+machine while server CPU µs/call (lower is better) is the steadier view of the server's own
+cost. Each figure is the median of ``--rounds`` runs; compare ratios, run twice.
 """
 
 from __future__ import annotations
@@ -128,10 +139,14 @@ def grpc_server() -> Server:
 
 
 async def run_clients(
-    n: int, seconds: float, make: Callable[[], Awaitable[Callable[[], Awaitable[None]]]]
-) -> float:
-    """``n`` clients, each calling its op in a loop for ``seconds``; calls per second."""
+    n: int,
+    seconds: float,
+    make: Callable[[], Awaitable[Callable[[], Awaitable[None]]]],
+    go: Callable[[], Awaitable[None]],
+) -> tuple[int, float]:
+    """``n`` clients, each calling its op in a loop for ``seconds`` once ``go`` returns."""
     ops = [await make() for _ in range(n)]
+    await go()
     count = 0
     loop = asyncio.get_running_loop()
     end = loop.time() + seconds
@@ -144,10 +159,10 @@ async def run_clients(
 
     t0 = loop.time()
     await asyncio.gather(*(worker(op) for op in ops))
-    return count / (loop.time() - t0)
+    return count, loop.time() - t0
 
 
-# --- load generators ---------------------------------------------------------------------------
+# --- load generators (run inside the load processes) ---------------------------------------------
 
 
 def _echo_request() -> bytes:
@@ -160,13 +175,24 @@ def _echo_request() -> bytes:
     ).SerializeToString()
 
 
-async def ws_rate(url: str, clients: int, seconds: float, rony: bool) -> float:
+def _expected(rony: bool) -> int:
+    """The constructor of a good reply: EchoResponse from rony, the echoed request otherwise."""
+    from examples.echo.sample_rony import C_EchoResponse, C_SampleEcho
+
+    return C_EchoResponse if rony else C_SampleEcho
+
+
+Go = Callable[[], Awaitable[None]]
+
+
+async def ws_load(url: str, clients: int, seconds: float, rony: bool, go: Go) -> tuple[int, float]:
     import aiohttp
 
-    from examples.echo.sample_rony import C_EchoResponse
     from rony.core import MessageEnvelope
 
     body = _echo_request()
+    expect = _expected(rony)
+    parse = MessageEnvelope.FromString
     async with aiohttp.ClientSession() as http:
         sockets: list[aiohttp.ClientWebSocketResponse] = []
 
@@ -177,28 +203,27 @@ async def ws_rate(url: str, clients: int, seconds: float, rony: bool) -> float:
             async def op() -> None:
                 await ws.send_bytes(body)
                 msg = await ws.receive()
-                if rony:
-                    env = MessageEnvelope.FromString(msg.data)
-                    assert env.Constructor == C_EchoResponse, env
-                else:
-                    assert msg.data == body
+                assert parse(msg.data).Constructor == expect, msg
 
             return op
 
         try:
-            return await run_clients(clients, seconds, make)
+            return await run_clients(clients, seconds, make, go)
         finally:
             for ws in sockets:
                 await ws.close()
 
 
-async def http_rate(url: str, clients: int, seconds: float, rony: bool) -> float:
+async def http_load(
+    url: str, clients: int, seconds: float, rony: bool, go: Go
+) -> tuple[int, float]:
     import aiohttp
 
-    from examples.echo.sample_rony import C_EchoResponse
     from rony.core import MessageEnvelope
 
     body = _echo_request()
+    expect = _expected(rony)
+    parse = MessageEnvelope.FromString
     conn = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=conn) as http:
 
@@ -206,31 +231,118 @@ async def http_rate(url: str, clients: int, seconds: float, rony: bool) -> float
             async def op() -> None:
                 async with http.post(url, data=body) as r:
                     data = await r.read()
-                if rony:
-                    assert MessageEnvelope.FromString(data).Constructor == C_EchoResponse
-                else:
-                    assert data == body
+                assert parse(data).Constructor == expect
 
             return op
 
-        return await run_clients(clients, seconds, make)
+        return await run_clients(clients, seconds, make, go)
 
 
-async def grpc_rate(url: str, clients: int, seconds: float) -> float:
+async def grpc_load(
+    url: str, clients: int, seconds: float, rony: bool, go: Go
+) -> tuple[int, float]:
     import grpc
 
+    from rony.core import MessageEnvelope
+
     body = _echo_request()
+    expect = _expected(False)
+    parse = MessageEnvelope.FromString
     target = url.removeprefix("http://")
     async with grpc.aio.insecure_channel(target) as channel:
         call = channel.unary_unary("/bench.Echo/Echo")
+        await channel.channel_ready()
 
         async def make() -> Callable[[], Awaitable[None]]:
             async def op() -> None:
-                assert await call(body) == body
+                assert parse(await call(body)).Constructor == expect
 
             return op
 
-        return await run_clients(clients, seconds, make)
+        return await run_clients(clients, seconds, make, go)
+
+
+LOADS = {"ws": ws_load, "http": http_load, "grpc": grpc_load}
+
+
+def loader_main() -> None:
+    """A load process: reads ``KIND URL CLIENTS SECONDS RONY`` lines, connects, prints
+    ``ready``, waits for ``go``, runs, prints ``COUNT ELAPSED``."""
+    stdin = sys.stdin
+    for line in stdin:
+        kind, url, clients, seconds, rony = line.split()
+
+        async def go() -> None:
+            print("ready", flush=True)
+            await asyncio.get_running_loop().run_in_executor(None, stdin.readline)
+
+        count, elapsed = asyncio.run(
+            LOADS[kind](url, int(clients), float(seconds), rony == "1", go)
+        )
+        print(f"{count} {elapsed}", flush=True)
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Loaders:
+    """``n`` load processes; ``run`` splits the clients between them and starts them at once."""
+
+    def __init__(self, n: int) -> None:
+        self.procs = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--loader"],
+                cwd=ROOT,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(n)
+        ]
+
+    def run(
+        self, kind: str, server: Server, clients: int, seconds: float, rony: bool
+    ) -> tuple[float, float]:
+        """calls/s of all loaders, and the server's CPU µs per call."""
+        n = len(self.procs)
+        shares = [clients // n + (1 if i < clients % n else 0) for i in range(n)]
+        active = [(p, c) for p, c in zip(self.procs, shares, strict=True) if c]
+        for p, c in active:
+            assert p.stdin is not None
+            p.stdin.write(f"{kind} {server.url} {c} {seconds} {int(rony)}\n")
+            p.stdin.flush()
+        for p, _ in active:
+            assert p.stdout is not None
+            line = p.stdout.readline()
+            if line.strip() != "ready":
+                raise RuntimeError(f"load process failed: {line!r}")
+        cpu0 = cpu_seconds(server.proc.pid)
+        for p, _ in active:
+            assert p.stdin is not None
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        total, longest = 0, 0.0
+        for p, _ in active:
+            assert p.stdout is not None
+            count, elapsed = p.stdout.readline().split()
+            total += int(count)
+            longest = max(longest, float(elapsed))
+        cpu = cpu_seconds(server.proc.pid) - cpu0
+        return total / longest, cpu / total * 1e6
+
+    def close(self) -> None:
+        for p in self.procs:
+            assert p.stdin is not None
+            p.stdin.close()
+        for p in self.procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 # --- in-process dispatch -----------------------------------------------------------------------
@@ -282,39 +394,61 @@ async def dispatch_us(number: int) -> tuple[float, float]:
 
 def line(name: str, ours: float, base: float, unit: str, goal: str) -> None:
     ratio = ours / base if base else float("nan")
-    print(f"{name:<34} ours {ours:>10.1f} {unit:<8} baseline {base:>10.1f} {unit:<8} "
+    print(f"{name:<36} ours {ours:>10.1f} {unit:<8} baseline {base:>10.1f} {unit:<8} "
           f"ratio {ratio:6.2f}x  (goal {goal})", flush=True)  # fmt: skip
 
 
 def main() -> None:
+    if sys.argv[1:] == ["--loader"]:
+        loader_main()
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=2.5)
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--loaders", type=int, default=2, help="load processes (clients split)")
     ap.add_argument("--number", type=int, default=50_000)
     args = ap.parse_args()
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.clients} clients, "
-          f"{args.seconds}s per run, median of {args.rounds}", flush=True)  # fmt: skip
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.clients} clients "
+          f"from {args.loaders} load processes, {args.seconds}s per run, "
+          f"median of {args.rounds}", flush=True)  # fmt: skip
 
+    loaders = Loaders(args.loaders)
     with tempfile.TemporaryDirectory() as tmp:
         rony = rony_server(tmp)
         raw = raw_server()
         grpc_srv = grpc_server()
         try:
-            ws_ours, ws_raw, http_ours, http_raw, grpc_calls = [], [], [], [], []
+            names = ("ws_ours", "ws_raw", "http_ours", "http_raw", "grpc")
+            rate: dict[str, list[float]] = {k: [] for k in names}
+            cpu: dict[str, list[float]] = {k: [] for k in names}
+            c, sec = args.clients, args.seconds
             for _ in range(args.rounds):
-                c, s = args.clients, args.seconds
-                ws_ours.append(asyncio.run(ws_rate(rony.url, c, s, True)))
-                ws_raw.append(asyncio.run(ws_rate(raw.url, c, s, False)))
-                http_ours.append(asyncio.run(http_rate(rony.url, c, s, True)))
-                http_raw.append(asyncio.run(http_rate(raw.url, c, s, False)))
-                grpc_calls.append(asyncio.run(grpc_rate(grpc_srv.url, c, s)))
+                for name, kind, server, is_rony in (
+                    ("ws_ours", "ws", rony, True),
+                    ("ws_raw", "ws", raw, False),
+                    ("http_ours", "http", rony, True),
+                    ("http_raw", "http", raw, False),
+                    ("grpc", "grpc", grpc_srv, False),
+                ):
+                    r, u = loaders.run(kind, server, c, sec, is_rony)
+                    rate[name].append(r)
+                    cpu[name].append(u)
             med = statistics.median
-            line("WS RPC (calls/s)", med(ws_ours), med(ws_raw), "calls/s", ">= 0.8x")
-            line("HTTP RPC (calls/s)", med(http_ours), med(http_raw), "calls/s", ">= 0.8x")
-            line("WS RPC vs grpc.aio (calls/s)", med(ws_ours), med(grpc_calls), "calls/s",
-                 ">= 8x")  # fmt: skip
+            line("WS RPC (calls/s)", med(rate["ws_ours"]), med(rate["ws_raw"]), "calls/s",
+                 ">= 0.8x")  # fmt: skip
+            line("HTTP RPC (calls/s)", med(rate["http_ours"]), med(rate["http_raw"]), "calls/s",
+                 ">= 0.8x")  # fmt: skip
+            line("WS RPC vs grpc.aio (calls/s)", med(rate["ws_ours"]), med(rate["grpc"]),
+                 "calls/s", ">= 8x")  # fmt: skip
+            line("  WS server CPU (µs/call)", med(cpu["ws_ours"]), med(cpu["ws_raw"]), "µs/call",
+                 "info: lower is better")  # fmt: skip
+            line("  HTTP server CPU (µs/call)", med(cpu["http_ours"]), med(cpu["http_raw"]),
+                 "µs/call", "info: lower is better")  # fmt: skip
+            line("  WS vs gRPC server CPU (µs/call)", med(cpu["ws_ours"]), med(cpu["grpc"]),
+                 "µs/call", "info: lower is better")  # fmt: skip
         finally:
+            loaders.close()
             rony.stop()
             raw.stop()
             grpc_srv.stop()
