@@ -75,7 +75,8 @@ def bench_get(work: str, n: int, rounds: int) -> None:
         for k in ks:
             txn.put(k, VALUE)
     get = store.get
-    assert get(ks[0]) == VALUE and get(ks[-1]) == VALUE
+    assert get(ks[0]) == VALUE
+    assert get(ks[-1]) == VALUE
 
     def ours(part: list[bytes]) -> Callable[[], None]:
         def run() -> None:

@@ -39,7 +39,5 @@ def store(tmp_path: Path, clock: ManualClock) -> Iterator[Store]:
 
 @pytest.fixture
 def fast_store(tmp_path: Path, clock: ManualClock) -> Iterator[Store]:
-    with Store.open(
-        tmp_path / "fast", clock=clock, sweep_interval=None, durability="fast"
-    ) as s:
+    with Store.open(tmp_path / "fast", clock=clock, sweep_interval=None, durability="fast") as s:
         yield s

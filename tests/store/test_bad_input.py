@@ -273,7 +273,7 @@ def test_read_only_store_files_even_for_root(tmp_path: Path) -> None:
 
 
 def test_unwritable_parent_folder() -> None:
-    if not os.path.isdir("/sys") or os.access("/sys", os.W_OK) and os.geteuid() != 0:
+    if not os.path.isdir("/sys") or (os.access("/sys", os.W_OK) and os.geteuid() != 0):
         pytest.skip("needs /sys")
     target = Path("/sys/rony-store-test-never-created")
     if target.exists():

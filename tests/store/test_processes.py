@@ -81,7 +81,8 @@ def test_lock_held_by_child_refuses_parent(tmp_path: Path) -> None:
         """,
         path,
     )
-    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout is not None
+    assert proc.stdin is not None
     assert proc.stdout.readline().strip() == "open"
     with pytest.raises(StoreLockedError):
         Store.open(path)
@@ -112,7 +113,8 @@ def test_reader_process_sees_commits_and_map_growth(tmp_path: Path) -> None:
             """,
             path,
         )
-        assert proc.stdout is not None and proc.stdin is not None
+        assert proc.stdout is not None
+        assert proc.stdin is not None
         big = b"x" * 4000
         for n in range(1, 4):
             assert proc.stdout.readline().strip() == str(n - 1)
@@ -178,6 +180,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_write(tmp_path: Path, round_: 
             if mine:
                 last = int(mine[-1].split("-")[1])
                 value = s.get(b"counter-%d" % t)
-                assert value is not None and int(value) >= last // 5
+                assert value is not None
+                assert int(value) >= last // 5
         s.set(b"after", b"crash")  # and takes writes again
         assert s.get(b"after") == b"crash"

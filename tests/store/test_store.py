@@ -203,10 +203,15 @@ def test_update_commits_atomically_and_rolls_back(any_store: Store, clock: Manua
         assert txn.get(b"balance") == b"7"  # sees its own writes
         assert txn.ttl(b"log") == 60.0
     assert s.get(b"balance") == b"7"
-    with pytest.raises(RuntimeError), s.update() as txn:
-        txn.incr(b"balance", -7)
-        txn.delete(b"log")
-        raise RuntimeError("abort")
+
+    def spend_all_then_fail() -> None:
+        with s.update() as txn:
+            txn.incr(b"balance", -7)
+            txn.delete(b"log")
+            raise RuntimeError("abort")
+
+    with pytest.raises(RuntimeError):
+        spend_all_then_fail()
     assert s.get(b"balance") == b"7"
     assert s.get(b"log") == b"spent 3"
     with pytest.raises(TransactionError):
@@ -247,7 +252,8 @@ def test_write_txn_used_from_another_thread_is_refused(any_store: Store) -> None
         t = threading.Thread(target=other)
         t.start()
         t.join()
-    assert len(errors) == 1 and isinstance(errors[0], TransactionError)
+    assert len(errors) == 1
+    assert isinstance(errors[0], TransactionError)
 
 
 def test_transact_runs_user_code_atomically(any_store: Store) -> None:
@@ -394,9 +400,14 @@ def test_map_grows_instead_of_failing(tmp_path: Path) -> None:
 def test_update_block_that_outgrows_the_map_raises_map_grown(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s", map_size=1 << 16, sweep_interval=None) as s:
         value = b"x" * 2000
-        with pytest.raises(MapGrownError), s.update() as txn:
-            for i in range(400):
-                txn.set(b"k%04d" % i, value)
+
+        def fill() -> None:
+            with s.update() as txn:
+                for i in range(400):
+                    txn.set(b"k%04d" % i, value)
+
+        with pytest.raises(MapGrownError):
+            fill()
         assert s.count() == 0  # nothing was written
         assert s.stats().map_size > 1 << 16
 

@@ -89,8 +89,21 @@ def test_on_incr_keeps_ttl_and_restarts_expired() -> None:
 
 
 @pytest.mark.parametrize(
-    "text", [b"", b"+1", b" 1", b"1 ", b"01", b"-0", b"1_0", b"1.0", b"abc", b"9223372036854775808",
-             "٣".encode(), b"\xff"],
+    "text",
+    [
+        b"",
+        b"+1",
+        b" 1",
+        b"1 ",
+        b"01",
+        b"-0",
+        b"1_0",
+        b"1.0",
+        b"abc",
+        b"9223372036854775808",
+        "٣".encode(),
+        b"\xff",
+    ],
 )
 def test_parse_int_refuses_what_redis_refuses(text: bytes) -> None:
     with pytest.raises(NotAnIntegerError):
