@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 
 from rony.core._codec import envelope as _wrap
 from rony.core._codec import header_dict, unwrap
-from rony.core.errors import RonyError, from_wire
+from rony.core.errors import MalformedError, RonyError, from_wire
 from rony.core.pb.msg_pb2 import Edge, MessageEnvelope, Redirect, RedirectReason
 
 __all__ = [
@@ -205,7 +205,18 @@ class RequestCtx:
 
     def message(self, message_class: type[M]) -> M:
         """Decode the request payload (binary or JSON) as ``message_class``."""
-        return unwrap(self.envelope, message_class)
+        env = self.envelope
+        if env.JsonEncoded:
+            return unwrap(env, message_class)
+        # unwrap's binary branch, inlined: this runs once per request.
+        message = message_class()
+        try:
+            message.ParseFromString(env.Message)
+        except Exception as exc:  # upb raises DecodeError; be total on hostile bytes.
+            raise MalformedError(
+                "REQUEST", f"{message_class.DESCRIPTOR.name} does not decode: {exc}"
+            ) from None
+        return message
 
     # --- replies -------------------------------------------------------------------------------
 
@@ -216,6 +227,16 @@ class RequestCtx:
         constructor: int | None = None,
         header: dict[str, str] | None = None,
     ) -> None:
+        if constructor is not None and not header and not self.envelope.JsonEncoded:
+            # The common reply, built as envelope() would build it, minus two calls.
+            self.dispatch.deliver(
+                MessageEnvelope(
+                    Constructor=constructor,
+                    RequestID=self.request_id,
+                    Message=message.SerializeToString(),
+                )
+            )
+            return
         self.push_custom_message(self.request_id, message, constructor=constructor, header=header)
 
     def push_custom_message(

@@ -175,7 +175,10 @@ class Dispatcher:
         Returns the awaitable of ``dispatch`` (the replies buffered for a non-persistent conn).
         """
         try:
-            env = self.decode(data, json=json)
+            if json:
+                env = self.decode(data, json=True)
+            else:
+                env = decode_envelope(data, self.settings.limits)
         except MalformedError as err:
             return self._bad_envelope(conn, err, reply)
         return self.dispatch(conn, env, kind=kind, reply=reply)
