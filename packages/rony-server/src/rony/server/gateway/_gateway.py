@@ -124,6 +124,7 @@ class Gateway:
         self.dispatcher = dispatcher
         self.settings = settings
         self.router = RestRouter(dispatcher.app.routes)
+        self._rest_methods = frozenset(r.method.upper() for r in dispatcher.app.routes)
         self.ws_conns: dict[int, WSConn] = {}
         self.address: tuple[str, int] = (settings.gateway_host, settings.gateway_port)
         self._trusted = parse_networks(settings.trusted_proxies)
@@ -234,7 +235,7 @@ class Gateway:
             headers.get("X-Rony-Upgrade", "").lower() == "upgrade"
         ):
             return await self._websocket(request, cors)
-        if s.health_path is not None and request.path == s.health_path and method == "GET":
+        if s.health_path is not None and method == "GET" and request.path == s.health_path:
             body = _json.dumps({"status": "ok", "server_id": s.server_id}).encode()
             return web.Response(body=body, content_type="application/json", headers=cors)
         if self._stopping:
@@ -243,7 +244,7 @@ class Gateway:
             )
             resp.force_close()
             return resp
-        if self.router:
+        if method.upper() in self._rest_methods:  # (the router's own first test)
             match = self.router.match(method, split_path(request.rel_url.raw_path))
             if match is not None:
                 return await self._rest(request, match[0], match[1], cors)
@@ -297,14 +298,21 @@ class Gateway:
         else:
             body = env.SerializeToString()
             ctype = PROTOBUF
-        resp = web.Response(body=body, status=status, headers=cors)
-        resp.content_type = ctype
-        return resp
+        # Content-Type given as a header: the same header as the content_type setter writes,
+        # without its parse-and-rebuild.
+        return web.Response(body=body, status=status, headers={**cors, hdrs.CONTENT_TYPE: ctype})
 
     # --- RPC over HTTP ------------------------------------------------------------------------
 
     async def _rpc(self, request: web.BaseRequest, cors: Mapping[str, str]) -> web.StreamResponse:
-        json = self.settings.json_enabled and request.content_type == JSON
+        # request.content_type parses the header; a header without "json" cannot be JSON.
+        raw_type = request.headers.get(hdrs.CONTENT_TYPE)
+        json = (
+            self.settings.json_enabled
+            and raw_type is not None
+            and "json" in raw_type.lower()
+            and request.content_type == JSON
+        )
         try:
             body = await self._read_body(request)
         except _BodyTooLarge:
