@@ -306,15 +306,24 @@ class Store(Engine):
         seconds = check_set_ttl(ttl, keep_ttl)
         k = check_key(key, self._max_key)
         v = check_value(value, self._options.max_value_size)
-        if self._durable or keep_ttl:
-            self._write(lambda txn: txn._set(k, v, seconds, keep_ttl))
+        if keep_ttl:
+            self._write(lambda txn: txn._set(k, v, None, True))
             return
+        # The hot write paths: the raw value is built here, the TTL counts from this call.
         self._check_writable()
         if seconds is None:
-            self._set_now(k, _ttl.PERSISTENT_HEADER + v, _ttl.PERSISTENT)
+            new_raw, expiry = _ttl.PERSISTENT_HEADER + v, _ttl.PERSISTENT
         else:
             expiry = _ttl.expiry_for(seconds, self._clock())
-            self._set_now(k, _ttl.encode(v, expiry), expiry)
+            new_raw = _ttl.encode(v, expiry)
+        if self._durable:
+            assert self._committer is not None
+            self._committer.call(functools.partial(self._batch_set, k, new_raw, expiry))
+        else:
+            self._set_now(k, new_raw, expiry)
+
+    def _batch_set(self, key: bytes, new_raw: bytes, expiry: int, txn: WriteTxn) -> None:
+        self._raw_set(txn._raw, key, new_raw, expiry)
 
     def delete(self, key: bytes) -> bool:
         """Delete ``key``; True if it was live."""

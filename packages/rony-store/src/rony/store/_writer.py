@@ -39,6 +39,9 @@ BatchRunner = Callable[[list[Callable[[Any], Any]]], list[Outcome]]
 
 log = logging.getLogger("rony.store")
 
+GATHER_MAX = 0.002
+"""Longest the writer waits (seconds) for the callers of its last batch to queue again."""
+
 
 class _Op:
     __slots__ = ("fn", "future", "lock", "loop", "ok", "value")
@@ -71,6 +74,8 @@ class GroupCommitter:
         self._run_batch = run_batch
         self._max_batch = max_batch
         self._queue: deque[_Op] = deque()
+        self._local = threading.local()
+        self._commit_seconds = 0.0
         self._cond = threading.Condition(threading.Lock())
         self._sleeping = False
         self._stopping = False
@@ -85,11 +90,19 @@ class GroupCommitter:
     def call(self, fn: Callable[[Any], T]) -> T:
         """Queue ``fn`` and wait until its batch is committed; its result or exception."""
         op = _Op(fn)
-        lock = threading.Lock()
-        lock.acquire()
+        local = self._local
+        try:
+            lock = local.lock  # each thread reuses one lock, kept acquired between calls
+        except AttributeError:
+            lock = local.lock = threading.Lock()
+            lock.acquire()
         op.lock = lock
         self._put(op)
-        lock.acquire()  # released by the writer once the commit is done
+        try:
+            lock.acquire()  # released by the writer once the commit is done
+        except BaseException:
+            del local.lock  # interrupted: the writer will release it later, do not reuse it
+            raise
         if op.ok:
             result: T = op.value
             return result
@@ -117,6 +130,7 @@ class GroupCommitter:
 
     def _run(self) -> None:
         queue = self._queue
+        last = 0
         while True:
             if not queue:
                 with self._cond:
@@ -126,15 +140,37 @@ class GroupCommitter:
                     self._sleeping = False
                 if not queue:
                     return  # stopping and drained
+            self._gather(last)
             batch: list[_Op] = []
             while queue and len(batch) < self._max_batch:
                 batch.append(queue.popleft())
+            last = len(batch)
+            started = time.monotonic()
             try:
                 outcomes = self._run_batch([op.fn for op in batch])
             except BaseException as exc:  # a bug in the batch runner: fail the batch, go on
                 log.exception("rony.store writer failed a batch")
                 outcomes = [(False, StorageError(f"writer failed: {exc!r}"))] * len(batch)
+            self._commit_seconds = time.monotonic() - started
             self._complete(batch, outcomes)
+
+    def _gather(self, woken: int) -> None:
+        """Before taking a batch, give the ``woken`` callers of the previous batch a moment to
+        queue their next write, so both groups share the next commit.
+
+        Without this, 2N concurrent writers settle into two alternating batches of N: while
+        one batch commits, the other group queues, and the writer finds exactly that group.
+        Waiting a bit for the woken group merges them; it pays as long as the wait is shorter
+        than a commit, so it is capped at half the last commit's duration (GATHER_MAX at
+        most). A lone caller waits for nothing.
+        """
+        queue = self._queue
+        target = woken + len(queue)
+        if woken < 2 or len(queue) >= target:
+            return
+        deadline = time.monotonic() + min(GATHER_MAX, self._commit_seconds / 2)
+        while len(queue) < target and time.monotonic() < deadline:
+            time.sleep(0)  # gives up the GIL: the woken callers run and queue
 
     def _complete(self, batch: list[_Op], outcomes: list[Outcome]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
