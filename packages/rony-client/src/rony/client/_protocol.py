@@ -575,6 +575,7 @@ class ClientCore:
         seeds = [urls] if isinstance(urls, str) else list(urls)
         self.routing = Routing(seeds, transport, self.backoff)
         self._headers = [KeyValue(Key=k, Value=v) for k, v in s.headers.items()]
+        self._auth = s.auth
 
     # --- building requests ------------------------------------------------------------------------
 
@@ -589,9 +590,10 @@ class ClientCore:
             Constructor=constructor,
             RequestID=self.ids.next(),
             Message=message.SerializeToString(),
-            Auth=self.settings.auth,
+            Auth=self._auth,
         )
-        self._add_headers(env, header)
+        if header or self._headers:
+            self._add_headers(env, header)
         return env
 
     def prepare(self, env: MessageEnvelope) -> MessageEnvelope:

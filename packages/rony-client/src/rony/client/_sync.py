@@ -2,16 +2,18 @@
 
 Concurrency design (why lock-step, "leader/follower"): a WebSocket connection has at most one
 reader at a time, and it is *a caller*. A thread that sent a request and finds nobody reading
-becomes the reader ("leader"): it reads frames itself, hands every other caller's reply to that
-caller (``threading.Event``) and returns as soon as its own reply is in, passing the reader role
-to one waiting thread. So a lone caller pays no thread hop at all (the same path as a raw
-``websockets.sync`` client: its I/O thread -> the caller), and N threads share one connection
-with N requests in flight. A dedicated reader thread per connection would add a hop to *every*
-reply; we start one only when the application consumes server pushes (``on_push`` /
-``pushes()``), because then somebody must read while no call is in flight. That thread is then
-the permanent reader and also re-dials the connection (back-off) when it drops. Without push
-consumers a dropped connection is re-dialled by the next request; pushes that arrive while a
-call reads are counted in ``dropped_pushes``.
+becomes the reader ("leader"): it reads frames from the socket itself, hands every other
+caller's reply to that caller (``threading.Event``) and returns as soon as its own reply is in,
+passing the reader role to one waiting thread. So a lone caller pays no thread hop at all: the
+reply goes from the socket to the thread that asked (``_sync_ws`` drives websockets' protocol
+in the caller; ``websockets.sync`` would add a reader-thread hop to every reply), and N threads
+share one connection with N requests in flight. A dedicated reader thread per connection would
+put a hop on *every* reply; we start one only when the application consumes server pushes
+(``on_push`` / ``pushes()``), because then somebody must read while no call is in flight. That
+thread is then the permanent reader and also re-dials the connection (back-off) when it drops.
+Without push consumers a dropped connection is re-dialled by the next request, and pushes read
+by a caller are counted in ``dropped_pushes``; an idle connection keeps unread frames in the
+kernel's socket buffer (TCP flow control), and keep-alive pings run on a small timer thread.
 
 HTTP uses ``http.client`` with a keep-alive pool; every call blocks only its own thread.
 """
@@ -369,8 +371,9 @@ class Client:
         lock = self._lock
         batch = ex.envelope.Constructor == C_MessageContainer
         while True:
-            with lock:
-                action = ex.next(_monotonic())
+            # next() and on_reply() read routing and change it only by single dict or
+            # attribute stores (atomic under the GIL); on_error's read-modify-write is locked.
+            action = ex.next(_monotonic())
             if type(action) is Send:
                 try:
                     if not self._ws:
@@ -385,13 +388,12 @@ class Client:
                     with lock:
                         ex.on_error(err, _monotonic())
                     continue
-                with lock:
-                    if batch:
-                        ex.on_replies(replies, _monotonic())
-                    elif not self._ws:
-                        ex.on_reply(replies[0], _monotonic())
-                    else:
-                        ex.on_reply(reply, _monotonic())
+                if batch:
+                    ex.on_replies(replies, _monotonic())
+                elif not self._ws:
+                    ex.on_reply(replies[0], _monotonic())
+                else:
+                    ex.on_reply(reply, _monotonic())
             elif type(action) is Wait:
                 if self._closed.wait(action.seconds):
                     raise ClientClosed("the client was closed")

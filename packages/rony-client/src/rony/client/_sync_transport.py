@@ -1,24 +1,16 @@
-"""The blocking transport: ``websockets.sync.client`` for WebSocket, ``http.client`` for HTTP.
-
-No event loop. ``websockets`` runs one background thread per connection that reads the socket,
-answers pings and sends keep-alive pings; ``Client`` reads whole frames from it.
-"""
+"""The blocking transport: websockets' protocol driven by the caller (``_sync_ws``) for
+WebSocket, ``http.client`` with a keep-alive pool for HTTP. No event loop, no reader thread."""
 
 from __future__ import annotations
 
 import http.client
-import inspect
 import socket
 import threading
 import time
 import urllib.parse
-from typing import Any
 
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
-from websockets.sync.client import ClientConnection
-from websockets.sync.client import connect as ws_connect
-
-from rony.client._transport import ConnectOptions, Frame, SyncConnection, SyncTransport
+from rony.client import _sync_ws
+from rony.client._transport import ConnectOptions, SyncConnection, SyncTransport
 from rony.client.errors import (
     ConnectError,
     ConnectionLost,
@@ -29,47 +21,7 @@ from rony.client.errors import (
 
 __all__ = ["SyncNetTransport"]
 
-_MESSAGE_TOO_BIG = 1009
-# websockets >= 17.1 warns unless a directly returned connection is asked for explicitly.
-_LEGACY: dict[str, Any] = (
-    {"legacy": True} if "legacy" in inspect.signature(ws_connect).parameters else {}
-)
 _CONTENT_TYPE = "application/x-protobuf"
-
-
-def _lost(exc: ConnectionClosed) -> ConnectionLost | FrameTooLarge:
-    for frame in (exc.sent, exc.rcvd):
-        if frame is not None and frame.code == _MESSAGE_TOO_BIG:
-            return FrameTooLarge(
-                f"a frame exceeded max_message_size; connection closed ({exc})", written=True
-            )
-    return ConnectionLost(f"connection closed: {exc}", written=True)
-
-
-class _WSConnection:
-    __slots__ = ("_ws",)
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self._ws = ws
-
-    def send(self, frame: bytes) -> None:
-        try:
-            self._ws.send(frame)
-        except ConnectionClosed as exc:
-            raise ConnectionLost(
-                f"connection closed before the write: {exc}", written=False
-            ) from None
-        except OSError as exc:
-            raise ConnectionLost(f"write failed: {exc!r}", written=False) from None
-
-    def recv(self, timeout: float | None) -> Frame:
-        try:
-            return self._ws.recv(timeout)
-        except ConnectionClosed as exc:
-            raise _lost(exc) from None
-
-    def close(self) -> None:
-        self._ws.close()
 
 
 class _Pooled:
@@ -91,25 +43,7 @@ class SyncNetTransport(SyncTransport):
     # --- WebSocket --------------------------------------------------------------------------------
 
     def connect(self, url: str, options: ConnectOptions) -> SyncConnection:
-        try:
-            ws = ws_connect(
-                url,
-                open_timeout=options.dial_timeout,
-                ping_interval=options.ping_interval,
-                ping_timeout=options.ping_timeout,
-                close_timeout=1.0,
-                max_size=options.max_message_size,
-                # Frames a caller has not read yet stay queued here; keep room for bursts of
-                # pushes, so flow control does not stall pongs (which would drop the link).
-                max_queue=1024,
-                compression=None,
-                additional_headers=dict(options.headers) or None,
-                proxy=None,
-                **_LEGACY,
-            )
-        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
-            raise ConnectError(f"cannot open {url}: {exc!r}") from None
-        return _WSConnection(ws)
+        return _sync_ws.connect(url, options)
 
     # --- HTTP -------------------------------------------------------------------------------------
 
