@@ -15,6 +15,7 @@ from rony.store.errors import (
     InvalidTTLError,
     MapGrownError,
     NotAnIntegerError,
+    SnapshotLostError,
     StoreClosedError,
     TransactionError,
 )
@@ -503,3 +504,52 @@ def test_close_finishes_queued_writes(tmp_path: Path) -> None:
     with Store.open(tmp_path / "s") as again:
         written = sum(again.exists(b"k%d" % i) for i in range(8))
     assert written == sum(1 for o in outcomes if o is True)  # every acknowledged write is there
+
+
+def test_view_open_across_a_map_resize_gets_snapshot_lost(tmp_path: Path) -> None:
+    with Store.open(tmp_path / "s", map_size=1 << 16, sweep_interval=None, resize_wait=0.05) as s:
+        s.set(b"k", b"v")
+        with s.view() as txn:
+            assert txn.get(b"k") == b"v"
+            done = threading.Event()
+
+            def grow() -> None:  # durable writes: the writer thread grows the map
+                s.set_many([(b"g%04d" % i, b"x" * 3000) for i in range(100)])
+                done.set()
+
+            t = threading.Thread(target=grow)
+            t.start()
+            assert done.wait(30)  # the resize did not wait for this view forever
+            t.join()
+            with pytest.raises(SnapshotLostError):
+                txn.get(b"k")
+        with s.view() as txn:  # a new view works
+            assert txn.get(b"k") == b"v"
+            assert txn.count(b"g") == 100
+
+
+def test_janitor_releases_idle_threads_cached_snapshots(fast_store: Store) -> None:
+    s = fast_store
+    s.set(b"k", b"v1")
+    read = threading.Event()
+    leave = threading.Event()
+
+    def idle_reader() -> None:
+        assert s.get(b"k") == b"v1"  # caches a read transaction, then goes idle
+        read.set()
+        leave.wait(30)
+
+    t = threading.Thread(target=idle_reader)
+    t.start()
+    assert read.wait(30)
+    idle_slots = [slot for slot in list(s._slots) if slot.txn is not None]
+    assert idle_slots
+    for i in range(10):
+        s.set(b"k", b"v%d" % i)
+    s._janitor()  # first run marks, second run releases what stayed idle since
+    s.set(b"k", b"last")
+    s._janitor()
+    assert all(slot.txn is None for slot in idle_slots)
+    assert s.get(b"k") == b"last"
+    leave.set()
+    t.join()
