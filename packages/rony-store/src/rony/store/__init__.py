@@ -15,7 +15,7 @@ asyncio face. Depends on nothing of Rony's; only on ``lmdb``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import typing
 
 from . import errors
 from ._options import StoreOptions
@@ -23,7 +23,7 @@ from ._store import Store, StoreStats
 from ._ttl import NO_EXPIRY, NO_KEY
 from ._txn import ReadTxn, WriteTxn
 
-if TYPE_CHECKING:
+if typing.TYPE_CHECKING:
     from ._async import AsyncStore
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> typing.Any:
     if name == "AsyncStore":
         from ._async import AsyncStore
 
