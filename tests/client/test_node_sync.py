@@ -164,25 +164,28 @@ def test_close_unblocks_waiting_threads(thread_node: ThreadNode) -> None:
         c.call(C_Ping, Ping(), Pong)
 
 
-def test_echo_example_on_both_twins() -> None:
-    """The quick-start service (examples/echo), served for real, from both twins."""
+def test_echo_example_and_generated_stubs_on_both_twins() -> None:
+    """The quick-start service (examples/echo), served for real, called through the stubs
+    protoc-gen-rony generated (SampleClient / SampleSyncClient) and through ``call``."""
     import asyncio
 
     from examples.echo.app import app
     from examples.echo.sample_pb2 import EchoRequest, EchoResponse
-    from examples.echo.sample_rony import C_SampleEcho
+    from examples.echo.sample_rony import C_SampleEcho, SampleClient, SampleSyncClient
 
     node = ThreadNode(app).start()
     try:
         for transport in ("ws", "http"):
             with Client(node.url, transport=transport) as c:  # type: ignore[arg-type]
-                res = c.call(C_SampleEcho, EchoRequest(ID=5, RandomText="hi"), EchoResponse)
+                res = SampleSyncClient(c).echo(EchoRequest(ID=5, RandomText="hi"))
                 assert res == EchoResponse(ReqID=5, RandomText="hi")
+                res = c.call(C_SampleEcho, EchoRequest(ID=6), EchoResponse, timeout=2)
+                assert res.ReqID == 6
 
             async def twin(t: str = transport) -> EchoResponse:
                 async with AsyncClient(node.url, transport=t) as ac:  # type: ignore[arg-type]
-                    return await ac.call(C_SampleEcho, EchoRequest(ID=6), EchoResponse)
+                    return await SampleClient(ac).echo(EchoRequest(ID=7), header={"a": "b"})
 
-            assert asyncio.run(twin()).ReqID == 6
+            assert asyncio.run(twin()) == EchoResponse(ReqID=7)
     finally:
         node.stop()

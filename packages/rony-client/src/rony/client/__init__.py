@@ -14,10 +14,10 @@ depends on rony.core, aiohttp and websockets only, never on rony.server.
 """
 
 from rony.client import errors
-from rony.client._async import AsyncClient
+from rony.client._async import AsyncClient, AsyncPushStream
 from rony.client._protocol import reply_message
 from rony.client._settings import ClientSettings
-from rony.client._sync import Client
+from rony.client._sync import Client, PushStream
 from rony.client._transport import (
     AsyncConnection,
     AsyncTransport,
@@ -34,6 +34,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncClient",
     "AsyncConnection",
+    "AsyncPushStream",
     "AsyncTransport",
     "Client",
     "ClientSettings",
@@ -41,6 +42,7 @@ __all__ = [
     "MockReply",
     "MockRequest",
     "MockTransport",
+    "PushStream",
     "SyncConnection",
     "SyncTransport",
     "errors",

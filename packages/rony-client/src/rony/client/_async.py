@@ -43,7 +43,7 @@ from rony.client.errors import (
 )
 from rony.core import C_GetNodes, C_MessageContainer, C_Redirect, Edges, GetNodes, MessageEnvelope
 
-__all__ = ["AsyncClient", "PushStream"]
+__all__ = ["AsyncClient", "AsyncPushStream"]
 
 log = logging.getLogger("rony.client")
 M = TypeVar("M", bound=Message)
@@ -85,7 +85,7 @@ class _Sink:
         return self.queue.get()
 
 
-class PushStream:
+class AsyncPushStream:
     """An async iterator over server pushes; ``aclose()`` (or ``async with``) unsubscribes."""
 
     __slots__ = ("_client", "_sink")
@@ -94,7 +94,7 @@ class PushStream:
         self._client = client
         self._sink = sink
 
-    def __aiter__(self) -> PushStream:
+    def __aiter__(self) -> AsyncPushStream:
         return self
 
     async def __anext__(self) -> MessageEnvelope:
@@ -109,7 +109,7 @@ class PushStream:
         if self._sink in self._client._sinks:
             self._client._sinks.remove(self._sink)
 
-    async def __aenter__(self) -> PushStream:
+    async def __aenter__(self) -> AsyncPushStream:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -606,7 +606,7 @@ class AsyncClient:
                 except Exception:
                     log.exception("push callback %r failed", cb)
 
-    def pushes(self) -> PushStream:
+    def pushes(self) -> AsyncPushStream:
         """Iterate over server pushes (RequestID 0, or matching no pending request) from the
         moment of this call until the client closes or ``aclose()``. Each stream buffers
         ``push_queue_size`` pushes, dropping the oldest when its reader falls behind. Call
@@ -618,7 +618,7 @@ class AsyncClient:
         self._check_open()
         sink = _Sink(self.settings.push_queue_size)
         self._sinks.append(sink)
-        return PushStream(self, sink)
+        return AsyncPushStream(self, sink)
 
     def on_connect(self, callback: ConnectCallback) -> None:
         """Run ``callback(url)`` (sync or async, as a task) after every successful dial,
