@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -39,6 +40,7 @@ BatchRunner = Callable[[list[Callable[[Any], Any]]], list[Outcome]]
 
 log = logging.getLogger("rony.store")
 
+_NEVER = sys.maxsize
 GATHER_MAX = 0.002
 """Longest the writer waits (seconds) for the callers of its last batch to queue again."""
 
@@ -76,6 +78,7 @@ class GroupCommitter:
         self._queue: deque[_Op] = deque()
         self._local = threading.local()
         self._commit_seconds = 0.0
+        self._want = _NEVER  # queue length at which a gathering writer wants waking
         self._cond = threading.Condition(threading.Lock())
         self._sleeping = False
         self._stopping = False
@@ -121,8 +124,9 @@ class GroupCommitter:
     def _put(self, op: _Op) -> None:
         if self._stopping:
             raise StoreClosedError("the store is closed")
-        self._queue.append(op)
-        if self._sleeping:
+        queue = self._queue
+        queue.append(op)
+        if self._sleeping or len(queue) >= self._want:
             with self._cond:
                 self._cond.notify()
         if self._stopped:  # raced with close(): make sure nobody waits forever
@@ -160,17 +164,24 @@ class GroupCommitter:
 
         Without this, 2N concurrent writers settle into two alternating batches of N: while
         one batch commits, the other group queues, and the writer finds exactly that group.
-        Waiting a bit for the woken group merges them; it pays as long as the wait is shorter
-        than a commit, so it is capped at half the last commit's duration (GATHER_MAX at
-        most). A lone caller waits for nothing.
+        Waiting for the woken group merges them; it pays as long as the wait is shorter than
+        a commit, so it is capped at half the last commit's duration (GATHER_MAX at most).
+        The writer blocks (no spinning); the producer that completes the group wakes it.
+        A lone caller waits for nothing.
         """
         queue = self._queue
         target = woken + len(queue)
         if woken < 2 or len(queue) >= target:
             return
         deadline = time.monotonic() + min(GATHER_MAX, self._commit_seconds / 2)
-        while len(queue) < target and time.monotonic() < deadline:
-            time.sleep(0)  # gives up the GIL: the woken callers run and queue
+        with self._cond:
+            self._want = target
+            while len(queue) < target and not self._stopping:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            self._want = _NEVER
 
     def _complete(self, batch: list[_Op], outcomes: list[Outcome]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
