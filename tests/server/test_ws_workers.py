@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from typing import Any
 
 import aiohttp
 
@@ -122,3 +123,22 @@ async def test_timeout_cancels_the_worker_not_the_reader(http: aiohttp.ClientSes
         for i in (3, 4):  # the same worker and reader go on
             await ws.send_bytes(req(C_GetVar, Ping(), i))
             assert (await recv_env(ws)).RequestID == i
+
+
+async def test_sequential_requests_reuse_one_worker(http: aiohttp.ClientSession) -> None:
+    async with serve(_app()) as edge, http.ws_connect(edge.url) as ws:
+        gateway = edge.gateway
+        assert gateway is not None
+        spawned = 0
+        spawn = gateway._spawn_worker
+
+        def counting(conn: Any) -> None:
+            nonlocal spawned
+            spawned += 1
+            spawn(conn)
+
+        gateway._spawn_worker = counting  # type: ignore[method-assign]
+        for i in range(1, 51):
+            await ws.send_bytes(req(C_GetVar, Ping(), i))
+            assert (await recv_env(ws)).RequestID == i
+        assert spawned <= 1  # the first request's worker serves the rest (no task per frame)
