@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rony.client import ClientSettings, errors, reply_message
 from rony.client._protocol import (
@@ -28,6 +30,7 @@ from rony.core import (
     C_Ping,
     C_Pong,
     Edge,
+    KeyValue,
     Limits,
     MessageEnvelope,
     Ping,
@@ -441,3 +444,56 @@ def test_settings_validation() -> None:
     assert ClientSettings(idle_timeout=30).ping_interval == 10
     with pytest.raises(ValueError, match="transport"):
         ClientCore("a:1", transport="tcp")  # type: ignore[arg-type]
+
+
+def test_pending_expire_only_what_is_due() -> None:
+    p: Pending[str] = Pending()
+    link = object()
+    p.add(1, link, "a", deadline=1.0)
+    p.add(2, link, "b", deadline=2.0)
+    p.add(3, link, "c")  # no deadline
+    assert p.expire([1, 2, 3, 99], 1.5) == ["a"]
+    assert p.is_late(1)
+    assert 2 in p
+    assert 3 in p
+    p.resolve(2)
+    p.add(2, link, "b2", deadline=9.0)  # the id re-used with a later deadline
+    assert p.expire([2], 2.5) == []
+    assert p.expire([2, 3], 9.0) == ["b2"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    constructor=st.integers(1, 2**64 - 1),
+    request_id=st.integers(1, 2**64 - 1),
+    payload=st.binary(max_size=300),
+    auth=st.binary(max_size=20),
+    headers=st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
+)
+def test_hand_written_request_frame_is_protobufs_own(
+    constructor: int, request_id: int, payload: bytes, auth: bytes, headers: dict[str, str]
+) -> None:
+    c = ClientCore("ws://a:1", settings=ClientSettings(auth=auth, headers=headers))
+    expected = MessageEnvelope(
+        Constructor=constructor,
+        RequestID=request_id,
+        Message=payload,
+        Auth=auth,
+        Header=[KeyValue(Key=k, Value=v) for k, v in headers.items()],
+    ).SerializeToString()
+    assert c.request_frame(constructor, request_id, payload) == expected
+
+
+def test_call_exchange_matches_request_and_checks_size() -> None:
+    c = core(headers={"a": "b"}, auth=b"x", max_message_size=200)
+    ex = c.call_exchange(C_Ping, Ping(ID=7), None, 0.0)
+    env = MessageEnvelope.FromString(ex.frame)
+    assert env.RequestID == ex.request_id
+    assert (env.Constructor, env.Auth, Ping.FromString(env.Message).ID) == (C_Ping, b"x", 7)
+    assert [(kv.Key, kv.Value) for kv in env.Header] == [("a", "b")]
+    ex2 = c.call_exchange(C_Ping, Ping(ID=7), {"a": "mine"}, 0.0)  # the general path
+    assert [(kv.Key, kv.Value) for kv in MessageEnvelope.FromString(ex2.frame).Header] == [
+        ("a", "mine")
+    ]
+    with pytest.raises(errors.FrameTooLarge):
+        c.call_exchange(C_Ping, KeyValue(Key="k" * 300), None, 0.0)

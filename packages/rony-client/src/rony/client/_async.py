@@ -41,12 +41,13 @@ from rony.client.errors import (
     ConnectionLost,
     RequestTimeout,
 )
-from rony.core import C_GetNodes, C_MessageContainer, C_Redirect, Edges, GetNodes, MessageEnvelope
+from rony.core import C_GetNodes, C_Redirect, Edges, GetNodes, MessageEnvelope
 
 __all__ = ["AsyncClient", "AsyncPushStream"]
 
 log = logging.getLogger("rony.client")
 M = TypeVar("M", bound=Message)
+_TICK = 0.01  # request timeouts fire within 10 ms after their deadline
 PushCallback = Callable[[MessageEnvelope], Awaitable[None] | None]
 ConnectCallback = Callable[[str], Awaitable[None] | None]
 
@@ -162,6 +163,7 @@ class AsyncClient:
         self._dispatch_sink: _Sink | None = None
         self._connect_callbacks: list[ConnectCallback] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._buckets: dict[int, tuple[asyncio.TimerHandle, list[int]]] = {}
         self._closed = False
         self.dropped_pushes = 0
 
@@ -193,6 +195,9 @@ class AsyncClient:
         for fut in self._pending.lose_all():
             if not fut.done():
                 fut.set_exception(ClientClosed("the client was closed", written=True))
+        for handle, _ in self._buckets.values():
+            handle.cancel()
+        self._buckets.clear()
         for sink in self._sinks:
             sink.closed = True
             sink.event.set()
@@ -291,8 +296,20 @@ class AsyncClient:
         lets the client re-send it after the connection dropped with the request written.
         """
         self._check_open()
-        env = self._core.request(constructor, message, header)
-        reply = await self._run(env, timeout, idempotent, replica_set)
+        loop = asyncio.get_running_loop()
+        ex = self._core.call_exchange(
+            constructor,
+            message,
+            header,
+            loop.time(),
+            timeout=timeout,
+            idempotent=idempotent,
+            replica_set=replica_set,
+        )
+        if replica_set is not None:
+            await self._route_to(replica_set, ex)
+        reply = (await self._drive(ex, loop)).reply
+        assert reply is not None
         return reply_message(reply, response_class)
 
     async def send(
@@ -326,7 +343,7 @@ class AsyncClient:
             prepared, loop.time(), sync_run=sync_run, timeout=timeout, replica_set=replica_set
         )
         await self._route_to(replica_set, ex)
-        done = await self._drive(ex)
+        done = await self._drive(ex, loop)
         replies = done.replies
         assert replies is not None
         redirected = [
@@ -339,7 +356,7 @@ class AsyncClient:
             subs = [
                 self._core.resume(prepared[i], replies[i], now, ex.deadline) for i in redirected
             ]
-            results = await asyncio.gather(*(self._drive(s) for s in subs))
+            results = await asyncio.gather(*(self._drive(s, loop) for s in subs))
             for i, res in zip(redirected, results, strict=True):
                 assert res.reply is not None
                 replies[i] = res.reply
@@ -357,22 +374,18 @@ class AsyncClient:
         idempotent: bool,
         replica_set: int | None,
     ) -> MessageEnvelope:
+        loop = asyncio.get_running_loop()
         ex = self._core.exchange(
-            env,
-            asyncio.get_running_loop().time(),
-            timeout=timeout,
-            idempotent=idempotent,
-            replica_set=replica_set,
+            env, loop.time(), timeout=timeout, idempotent=idempotent, replica_set=replica_set
         )
         if replica_set is not None:
             await self._route_to(replica_set, ex)
-        done = await self._drive(ex)
+        done = await self._drive(ex, loop)
         assert done.reply is not None
         return done.reply
 
-    async def _drive(self, ex: Exchange) -> Done:
-        loop = asyncio.get_running_loop()
-        batch = len(ex.request_ids) > 1 or ex.envelope.Constructor == C_MessageContainer
+    async def _drive(self, ex: Exchange, loop: asyncio.AbstractEventLoop) -> Done:
+        batch = ex.batch
         while True:
             action = ex.next(loop.time())
             if type(action) is Send:
@@ -380,7 +393,7 @@ class AsyncClient:
                     if batch:
                         replies = await self._attempt_batch(action, ex)
                     else:
-                        reply = await self._attempt(action, ex)
+                        reply = await self._attempt(action, ex, loop)
                 except ClientError as err:
                     if self._closed and not isinstance(err, ClientClosed):
                         raise ClientClosed("the client was closed", written=err.written) from err
@@ -401,17 +414,21 @@ class AsyncClient:
 
     # --- one attempt ------------------------------------------------------------------------------
 
-    async def _attempt(self, act: Send, ex: Exchange) -> MessageEnvelope:
+    async def _attempt(
+        self, act: Send, ex: Exchange, loop: asyncio.AbstractEventLoop
+    ) -> MessageEnvelope:
         if not self._ws:
             return (await self._post(act, ex))[0]
-        link = await self._open(act.url, act.dial_timeout)
+        link = self._links.get(act.url)
+        if link is None or link.conn is None:
+            link = await self._open(act.url, act.dial_timeout)
         conn = link.conn
         if conn is None:
             raise ConnectionLost("connection dropped before the write", written=False)
-        loop = asyncio.get_running_loop()
-        rid = ex.request_id
+        rid = ex.request_ids[0]
         fut: asyncio.Future[MessageEnvelope] = loop.create_future()
-        self._pending.add(rid, conn, fut)
+        deadline = loop.time() + act.timeout
+        self._pending.add(rid, conn, fut, deadline)
         try:
             await conn.send(ex.frame)
         except BaseException as exc:
@@ -421,14 +438,32 @@ class AsyncClient:
             if isinstance(exc, ConnectionLost):
                 await self._drop(link, conn)
             raise
-        timer = loop.call_later(act.timeout, _expire, fut, act.timeout)
+        self._arm(loop, rid, deadline)
         try:
             return await fut
         except BaseException:
             self._pending.discard(rid, abandoned=True)
             raise
-        finally:
-            timer.cancel()
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, rid: int, deadline: float) -> None:
+        """Expire ``rid`` at ``deadline``: one timer per ``_TICK`` slot, shared by all the
+        requests due in it (a timer per request costs more than the rest of a call)."""
+        slot = int(deadline / _TICK) + 1
+        bucket = self._buckets.get(slot)
+        if bucket is None:
+            handle = loop.call_at(slot * _TICK, self._fire, slot)
+            bucket = self._buckets[slot] = (handle, [])
+        bucket[1].append(rid)
+
+    def _fire(self, slot: int) -> None:
+        entry = self._buckets.pop(slot, None)
+        if entry is None:
+            return
+        for fut in self._pending.expire(entry[1], slot * _TICK):
+            if not fut.done():
+                fut.set_exception(
+                    RequestTimeout("no reply before the attempt's timeout", written=True)
+                )
 
     async def _attempt_batch(self, act: Send, ex: Exchange) -> list[MessageEnvelope]:
         if not self._ws:
@@ -632,11 +667,6 @@ class AsyncClient:
 def _retrieve(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()  # a waiter may have given up; the error is reported to the others
-
-
-def _expire(fut: asyncio.Future[MessageEnvelope], timeout: float) -> None:
-    if not fut.done():
-        fut.set_exception(RequestTimeout(f"no reply within {timeout:.3g} s", written=True))
 
 
 async def _call_hook(cb: ConnectCallback, url: str) -> None:

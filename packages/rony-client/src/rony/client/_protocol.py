@@ -91,6 +91,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+_FOREVER = float("inf")
 Scheme = Literal["ws", "http"]
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 
@@ -159,6 +160,15 @@ def normalize_url(url: str, transport: Scheme) -> str:
     return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
 
 
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 # --- frames ---------------------------------------------------------------------------------------
 
 
@@ -203,16 +213,18 @@ def decode_frame(
 
 
 class Pending(Generic[T]):
-    """RequestID -> (connection key, waiter). Not thread-safe: the sync twin holds a lock.
+    """RequestID -> (connection key, waiter, deadline). Not thread-safe: the sync twin holds a
+    lock.
 
     ``late_memory`` ids of abandoned requests are remembered so that their late replies are
-    dropped instead of being delivered as pushes.
+    dropped instead of being delivered as pushes. ``expire`` serves a twin that checks
+    deadlines in batches (one timer per time slot instead of one per request).
     """
 
     __slots__ = ("_by_id", "_late", "_late_memory", "late_replies")
 
     def __init__(self, late_memory: int = 4096) -> None:
-        self._by_id: dict[int, tuple[object, T]] = {}
+        self._by_id: dict[int, tuple[object, T, float]] = {}
         self._late: OrderedDict[int, None] = OrderedDict()
         self._late_memory = late_memory
         self.late_replies = 0
@@ -223,10 +235,10 @@ class Pending(Generic[T]):
     def __contains__(self, request_id: object) -> bool:
         return request_id in self._by_id
 
-    def add(self, request_id: int, link: object, waiter: T) -> None:
+    def add(self, request_id: int, link: object, waiter: T, deadline: float = _FOREVER) -> None:
         if request_id in self._by_id:
             raise ValueError(f"request id {request_id} is already in flight")
-        self._by_id[request_id] = (link, waiter)
+        self._by_id[request_id] = (link, waiter, deadline)
 
     def resolve(self, request_id: int) -> T | None:
         """The waiter of a reply (removed), or None for a push / a late reply."""
@@ -240,20 +252,36 @@ class Pending(Generic[T]):
             return True
         return False
 
+    def _remember(self, request_id: int) -> None:
+        self._late[request_id] = None
+        if len(self._late) > self._late_memory:
+            self._late.popitem(last=False)
+
     def discard(self, request_id: int, *, abandoned: bool = False) -> None:
         """Forget a request; ``abandoned`` (it timed out): drop its reply if one comes later."""
         if self._by_id.pop(request_id, None) is not None and abandoned:
-            self._late[request_id] = None
-            if len(self._late) > self._late_memory:
-                self._late.popitem(last=False)
+            self._remember(request_id)
+
+    def expire(self, request_ids: Iterable[int], now: float) -> list[T]:
+        """Remove (as abandoned) and return the waiters among ``request_ids`` whose deadline
+        has passed; ids already answered, or re-used with a later deadline, are left alone."""
+        by_id = self._by_id
+        out = []
+        for rid in request_ids:
+            entry = by_id.get(rid)
+            if entry is not None and entry[2] <= now:
+                del by_id[rid]
+                self._remember(rid)
+                out.append(entry[1])
+        return out
 
     def lose(self, link: object) -> list[T]:
         """Remove and return every waiter on a connection that dropped."""
-        ids = [rid for rid, (lk, _) in self._by_id.items() if lk is link]
+        ids = [rid for rid, entry in self._by_id.items() if entry[0] is link]
         return [self._by_id.pop(rid)[1] for rid in ids]
 
     def lose_all(self) -> list[T]:
-        waiters = [w for _, w in self._by_id.values()]
+        waiters = [entry[1] for entry in self._by_id.values()]
         self._by_id.clear()
         return waiters
 
@@ -408,8 +436,8 @@ class Exchange:
         "_done",
         "_error",
         "_wait_until",
+        "batch",
         "deadline",
-        "envelope",
         "failures",
         "frame",
         "idempotent",
@@ -423,17 +451,17 @@ class Exchange:
     def __init__(
         self,
         core: ClientCore,
-        env: MessageEnvelope,
         frame: bytes,
         request_ids: tuple[int, ...],
         *,
         deadline: float,
+        batch: bool = False,
         idempotent: bool = False,
         replica_set: int | None = None,
     ) -> None:
         self._core = core
-        self.envelope = env
         self.frame = frame
+        self.batch = batch
         self.request_ids = request_ids
         self.deadline = deadline
         self.idempotent = idempotent
@@ -576,6 +604,11 @@ class ClientCore:
         self.routing = Routing(seeds, transport, self.backoff)
         self._headers = [KeyValue(Key=k, Value=v) for k, v in s.headers.items()]
         self._auth = s.auth
+        self._max_size = s.max_message_size
+        self._deadline = s.effective_deadline
+        self._heads: dict[int, bytes] = {}
+        # Auth (field 8) and Header (field 10) of every request, serialised once.
+        self._tail = MessageEnvelope(Auth=s.auth, Header=self._headers).SerializeToString()
 
     # --- building requests ------------------------------------------------------------------------
 
@@ -636,12 +669,64 @@ class ClientCore:
         deadline = now + (timeout if timeout is not None else self.settings.effective_deadline)
         return Exchange(
             self,
-            env,
             self.encode(env),
             (env.RequestID,),
             deadline=deadline,
             idempotent=idempotent,
             replica_set=replica_set,
+        )
+
+    def call_exchange(
+        self,
+        constructor: int,
+        message: Message,
+        header: Mapping[str, str] | None,
+        now: float,
+        *,
+        timeout: float | None = None,
+        idempotent: bool = False,
+        replica_set: int | None = None,
+    ) -> Exchange:
+        """``exchange(request(...))`` for the hot path: the frame is written directly."""
+        if header or not constructor:
+            return self.exchange(
+                self.request(constructor, message, header),
+                now,
+                timeout=timeout,
+                idempotent=idempotent,
+                replica_set=replica_set,
+            )
+        rid = self.ids.next()
+        frame = self.request_frame(constructor, rid, message.SerializeToString())
+        if len(frame) > self._max_size:
+            raise FrameTooLarge(
+                f"request is {len(frame)} bytes; max_message_size is {self._max_size}",
+                written=False,
+            )
+        deadline = now + (timeout if timeout is not None else self._deadline)
+        return Exchange(
+            self,
+            frame,
+            (rid,),
+            deadline=deadline,
+            idempotent=idempotent,
+            replica_set=replica_set,
+        )
+
+    def request_frame(self, constructor: int, request_id: int, payload: bytes) -> bytes:
+        """The bytes of ``MessageEnvelope(Constructor, RequestID, Message=payload)`` plus the
+        client's auth and headers, exactly as protobuf serialises it (fields in number order;
+        a test checks byte equality). Building the message object costs more than the call's
+        I/O bookkeeping, so the hot path writes the five fields itself."""
+        head = self._heads.get(constructor)
+        if head is None:
+            head = self._heads[constructor] = b"\x08" + _varint(constructor) + b"\x11"
+        n = len(payload)
+        if not n:
+            return b"".join((head, request_id.to_bytes(8, "little"), self._tail))
+        size = bytes((n,)) if n < 0x80 else _varint(n)
+        return b"".join(
+            (head, request_id.to_bytes(8, "little"), b"\x22", size, payload, self._tail)
         )
 
     def batch(
@@ -667,14 +752,14 @@ class ClientCore:
         env = MessageEnvelope(Constructor=C_MessageContainer, Message=container.SerializeToString())
         deadline = now + (timeout if timeout is not None else self.settings.effective_deadline)
         return Exchange(
-            self, env, self.encode(env), ids, deadline=deadline, replica_set=replica_set
+            self, self.encode(env), ids, deadline=deadline, batch=True, replica_set=replica_set
         )
 
     def resume(
         self, env: MessageEnvelope, redirect: MessageEnvelope, now: float, deadline: float
     ) -> Exchange:
         """An exchange for one batch member whose reply was a Redirect, already following it."""
-        ex = Exchange(self, env, self.encode(env), (env.RequestID,), deadline=deadline)
+        ex = Exchange(self, self.encode(env), (env.RequestID,), deadline=deadline)
         ex.on_reply(redirect, now)
         return ex
 

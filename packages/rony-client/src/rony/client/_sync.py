@@ -50,7 +50,7 @@ from rony.client.errors import (
     ConnectionLost,
     RequestTimeout,
 )
-from rony.core import C_GetNodes, C_MessageContainer, C_Redirect, Edges, GetNodes, MessageEnvelope
+from rony.core import C_GetNodes, C_Redirect, Edges, GetNodes, MessageEnvelope
 
 __all__ = ["Client", "PushStream"]
 
@@ -305,8 +305,20 @@ class Client:
     ) -> Message:
         """As ``AsyncClient.call``, blocking."""
         self._check_open()
-        env = self._core.request(constructor, message, header)
-        return reply_message(self._run(env, timeout, idempotent, replica_set), response_class)
+        ex = self._core.call_exchange(
+            constructor,
+            message,
+            header,
+            _monotonic(),
+            timeout=timeout,
+            idempotent=idempotent,
+            replica_set=replica_set,
+        )
+        if replica_set is not None:
+            self._route_to(replica_set, ex)
+        reply = self._drive(ex).reply
+        assert reply is not None
+        return reply_message(reply, response_class)
 
     def send(
         self,
@@ -369,7 +381,7 @@ class Client:
 
     def _drive(self, ex: Exchange) -> Done:
         lock = self._lock
-        batch = ex.envelope.Constructor == C_MessageContainer
+        batch = ex.batch
         while True:
             # next() and on_reply() read routing and change it only by single dict or
             # attribute stores (atomic under the GIL); on_error's read-modify-write is locked.
