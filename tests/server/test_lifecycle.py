@@ -96,15 +96,14 @@ async def test_failed_start_releases_the_port(test_app: App, tmp_path: object) -
 
 
 async def test_store_is_opened_in_data_dir_and_reachable_from_handlers(tmp_path: object) -> None:
-    from typing import cast
-
     from rony.core import RequestCtx
+    from rony.server import edge_of
     from rony.server.testing import TestClient
 
     app = App("store")
 
     async def count(ctx: RequestCtx) -> None:
-        store = cast(Edge, ctx.services).store
+        store = edge_of(ctx).store
         assert store is not None
         n = int(await store.get(b"hits") or b"0") + 1
         await store.set(b"hits", str(n).encode())
@@ -119,3 +118,13 @@ async def test_store_is_opened_in_data_dir_and_reachable_from_handlers(tmp_path:
     async with Edge(app, data_dir=data):
         with pytest.raises(Exception, match=r"(?i)lock|open"):
             await Edge(app, data_dir=data).start()
+
+
+def test_edge_of_refuses_a_request_not_served_by_an_edge() -> None:
+    from rony.core import DispatchCtx
+    from rony.core.testing import MemoryConn, build_request
+    from rony.server import edge_of
+
+    ctx = DispatchCtx(MemoryConn()).new_request(build_request(Ping()))
+    with pytest.raises(RuntimeError):
+        edge_of(ctx)

@@ -8,7 +8,7 @@ in-process test client and a pytest fixture.
 
 from rony.server._app import App, Handler, HandlerEntry, Hook, RestRoute
 from rony.server._dispatch import Dispatcher, DispatchSettings
-from rony.server._edge import Edge
+from rony.server._edge import Edge, edge_of
 from rony.server._settings import EdgeSettings, load_settings
 
 __version__ = "0.1.0"
@@ -23,5 +23,6 @@ __all__ = [
     "HandlerEntry",
     "Hook",
     "RestRoute",
+    "edge_of",
     "load_settings",
 ]

@@ -83,6 +83,18 @@ def _builtins(edge: Edge) -> dict[int, HandlerEntry]:
     }
 
 
+def edge_of(ctx: RequestCtx) -> Edge:
+    """The Edge serving ``ctx``: typed access to its store (and later cluster and tunnel).
+
+    ``ctx.services`` is typed as rony.core's ``Services`` protocol (rony.core knows nothing of
+    servers); a handler that needs the store writes ``edge_of(ctx).store``.
+    """
+    services = ctx.services
+    if not isinstance(services, Edge):
+        raise RuntimeError(f"request {ctx.request_id} is not served by an Edge")
+    return services
+
+
 def _hostport(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
