@@ -19,7 +19,8 @@ class ClientSettings:
 
     Timeouts (seconds):
         dial_timeout: opening one connection (TCP + WebSocket handshake, or TCP for HTTP).
-        request_timeout: waiting for the reply to one attempt once it is written.
+        request_timeout: waiting for the reply to one attempt once it is written
+            (``AsyncClient`` checks it in 10 ms slots, so it fires up to 10 ms late).
         deadline: the whole call, including retries, back-off sleeps and redirects. ``None``
             means ``request_timeout * max(1, max_retries)`` (Go Rony's ContextTimeout default,
             which Go never enforced). A call's ``timeout=`` argument overrides it.
