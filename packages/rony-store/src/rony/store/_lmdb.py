@@ -73,6 +73,41 @@ _Z: Final = _ttl.PERSISTENT_HEADER
 _unpack = struct.Struct(">Q").unpack_from
 _pack = _ttl.pack_expiry
 _time = time.time
+_time_ns = time.time_ns
+
+# -- the clock of the read fast path -------------------------------------------------------
+#
+# ``get`` must hide a key whose expiry ms is <= system_clock() (= time_ns() // 1e6) at the
+# moment of the read, exactly. Doing that with ``time_ns() // 1e6`` plus decoding the 8-byte
+# header costs more than the LMDB lookup, so ``get`` compares bytes instead: fixed-width
+# big-endian headers order like the numbers, and ``raw >= pack(now_ms + 1)`` holds exactly
+# when the header's expiry is > now_ms (a header equal to the bound compares >= because the
+# raw value is at least as long as the bound). ``_now`` caches, for the current ms ``m``, that
+# bound ``pack(m + 1)`` with a window [lo, hi) of ``time.time()`` floats that lies strictly
+# inside ms ``m``: ``_NOW_MARGIN_NS`` from either edge. ``time.time()`` reads the same clock
+# as ``time_ns()`` and is ``float(ns) / 1e9`` (error < 0.25 us at today's epoch; lo and hi
+# carry the same < 0.25 us rounding), so a reading inside the window proves ``ns // 1e6 == m``
+# for the real ns: the cached bound is exactly now's, never stale and never early. A reading
+# outside the window (the ms changed, or the clock stepped back) takes the exact path,
+# ``_now_bound``, which reads ``time_ns()`` and refreshes the cache. The tuple is replaced
+# whole (atomic under the GIL), so racing threads each see a consistent (lo, hi, bound).
+_NOW_MARGIN_NS: Final = 2_000
+_now: tuple[float, float, bytes] = (1.0, 0.0, b"")  # an empty window until the first read
+
+
+def _now_bound() -> bytes:
+    """``pack(system_clock() + 1)``, exactly, read from ``time_ns()``; refreshes ``_now``."""
+    global _now
+    ms = _time_ns() // 1_000_000
+    bound = _pack(ms + 1)
+    low = (ms * 1_000_000 + _NOW_MARGIN_NS) / 1e9
+    high = ((ms + 1) * 1_000_000 - _NOW_MARGIN_NS) / 1e9
+    _now = (low, high, bound)
+    return bound
+
+
+_FOREVER_BELOW: Final = bytes(7) + b"\x01"
+"""``raw < _FOREVER_BELOW`` exactly when the raw value's header is 0 (never expires)."""
 
 _open_paths: dict[tuple[int, int], str] = {}
 _open_paths_lock = threading.Lock()
@@ -342,11 +377,17 @@ class Engine:
         if raw is None:
             self._check_key(key)
             return None
-        # Inline _ttl.live_value (this is the hot path); time.time() * 1000, a builtin call,
-        # stands in for system_clock(). _get_with_clock replaces this for other clocks.
-        expiry = _unpack(raw)[0]
-        if not expiry or expiry > _time() * 1000.0:
-            value: bytes = raw[8:]
+        # _ttl.live_value by byte comparisons (see "the clock of the read fast path" above);
+        # _get_with_clock replaces this for other clocks.
+        value: bytes
+        if raw < _FOREVER_BELOW:
+            value = raw[8:]
+            return value
+        low, high, bound = _now
+        if not low <= _time() < high:
+            bound = _now_bound()
+        if raw >= bound:
+            value = raw[8:]
             return value
         return None
 
@@ -366,9 +407,9 @@ class Engine:
         if raw is None:
             self._check_key(key)
             return None
-        expiry = _unpack(raw)[0]
-        if not expiry or expiry > self._clock():
-            value: bytes = raw[8:]
+        value: bytes
+        if raw < _FOREVER_BELOW or _unpack(raw)[0] > self._clock():
+            value = raw[8:]
             return value
         return None
 
