@@ -80,6 +80,26 @@ async def test_idle_timeout_counts_reads_and_writes(
             assert not ws.closed
 
 
+async def test_client_pings_count_as_activity_and_get_pongs(
+    test_app: App, http: aiohttp.ClientSession
+) -> None:
+    async with (
+        serve(test_app, idle_timeout=0.3) as edge,
+        http.ws_connect(edge.url, autoping=False) as ws,
+    ):
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 0.9  # three idle periods, kept alive by pings alone
+        while loop.time() < end:
+            await ws.ping(b"hb")
+            msg = await ws.receive(timeout=5)
+            assert msg.type is aiohttp.WSMsgType.PONG
+            assert msg.data == b"hb"
+            await asyncio.sleep(0.1)
+        assert not ws.closed
+        await ws.send_bytes(req(C_Ping, Ping(ID=9), 9))
+        assert unwrap(await recv_env(ws), Pong).ID == 9
+
+
 async def test_max_inflight_per_conn_back_pressure_and_order(
     test_app: App, probe: Probe, http: aiohttp.ClientSession
 ) -> None:

@@ -399,7 +399,9 @@ class Gateway:
         ws = web.WebSocketResponse(
             max_msg_size=s.max_message_size,
             compress=s.ws_compress,
-            autoping=True,
+            # Pings are answered in _read_loop, so that they count as activity for idle_timeout
+            # (with aiohttp's autoping a client that only pings was cut off as idle).
+            autoping=False,
             decode_text=False,
             timeout=CLOSE_TIMEOUT,
         )
@@ -443,6 +445,13 @@ class Gateway:
                     is_json = False
                 elif kind is WSMsgType.TEXT:
                     is_json = conn.text_mode = True
+                elif kind is WSMsgType.PING:
+                    conn.last_activity = loop.time()
+                    await ws.pong(msg.data)
+                    continue
+                elif kind is WSMsgType.PONG:
+                    conn.last_activity = loop.time()
+                    continue
                 else:
                     if kind is WSMsgType.ERROR:
                         log.info("conn %s: websocket error: %s", conn.conn_id, msg.data)
