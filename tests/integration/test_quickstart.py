@@ -27,9 +27,9 @@ RONY = Path(sys.executable).with_name("rony")
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     data = tmp_path / "data"
+    args = ["serve", "examples.echo.app:app", "--gateway", "127.0.0.1:0", "--data-dir", str(data)]
     proc = subprocess.Popen(
-        [str(RONY), "serve", "examples.echo.app:app", "--gateway", "127.0.0.1:0"]
-        + ["--data-dir", str(data)],
+        [str(RONY), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
