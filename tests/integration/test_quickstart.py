@@ -4,6 +4,7 @@ both transports, and REST answers; SIGTERM stops it cleanly with the data folder
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -48,20 +49,23 @@ def node(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
             proc.wait()
 
 
+async def _async_stub_calls(hostport: str, transport: str) -> None:
+    async with AsyncClient(f"{transport}://{hostport}/", transport=transport) as aclient:
+        reply = await SampleClient(aclient).echo(EchoRequest(ID=8, RandomText="async"))
+        assert reply == EchoResponse(ReqID=8, RandomText="async")
+
+
 @pytest.mark.slow
-async def test_quick_start_node_serves_every_client(
+def test_quick_start_node_serves_every_client(
     node: tuple[str, Path, subprocess.Popen[str]],
 ) -> None:
     hostport, data, proc = node
     for transport in ("ws", "http"):
-        scheme = "ws" if transport == "ws" else "http"
-        with Client(f"{scheme}://{hostport}/", transport=transport) as sync:
+        with Client(f"{transport}://{hostport}/", transport=transport) as sync:
             reply = SampleSyncClient(sync).echo(EchoRequest(ID=7, RandomText="sync"))
             assert reply == EchoResponse(ReqID=7, RandomText="sync")
             assert sync.call(C_Ping, Ping(ID=3), Pong).ID == 3
-        async with AsyncClient(f"{scheme}://{hostport}/", transport=transport) as aclient:
-            reply = await SampleClient(aclient).echo(EchoRequest(ID=8, RandomText="async"))
-            assert reply == EchoResponse(ReqID=8, RandomText="async")
+        asyncio.run(_async_stub_calls(hostport, transport))
     with urllib.request.urlopen(f"http://{hostport}/echo/9/rest", timeout=10) as resp:
         assert resp.headers["Content-Type"].startswith("application/json")
         assert resp.read() == b'{"ReqID": "9", "RandomText": "rest"}'
