@@ -108,6 +108,8 @@ def _now_bound() -> bytes:
 
 _FOREVER_BELOW: Final = bytes(7) + b"\x01"
 """``raw < _FOREVER_BELOW`` exactly when the raw value's header is 0 (never expires)."""
+_VALUE: Final = slice(_ttl.HEADER_SIZE, None)
+"""``raw[_VALUE]``: the user value (a prebuilt slice: no BUILD_SLICE per read)."""
 
 _open_paths: dict[tuple[int, int], str] = {}
 _open_paths_lock = threading.Lock()
@@ -381,13 +383,13 @@ class Engine:
         # _get_with_clock replaces this for other clocks.
         value: bytes
         if raw < _FOREVER_BELOW:
-            value = raw[8:]
+            value = raw[_VALUE]
             return value
         low, high, bound = _now
         if not low <= _time() < high:
             bound = _now_bound()
         if raw >= bound:
-            value = raw[8:]
+            value = raw[_VALUE]
             return value
         return None
 
