@@ -73,3 +73,10 @@ def test_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main([str(tmp_path / "file"), "stats"]) == 2
     with pytest.raises(SystemExit):
         main([str(tmp_path), "frobnicate"])
+
+
+def test_cli_bad_hex_key_is_a_usage_error(path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main([path, "--hex", "get", "zz"])
+    assert exited.value.code == 2  # not 1, which means "key not found"
+    assert "not hex" in capsys.readouterr().err

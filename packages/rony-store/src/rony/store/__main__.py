@@ -27,7 +27,10 @@ def _parse_key(text: str, hex_keys: bool) -> bytes:
         try:
             return bytes.fromhex(text)
         except ValueError:
-            raise SystemExit(f"error: {text!r} is not hex") from None
+            # A usage error: exit 2 as argparse does (SystemExit(str) would exit 1, which
+            # means "key not found").
+            print(f"error: {text!r} is not hex", file=sys.stderr)
+            raise SystemExit(2) from None
     return text.encode("utf-8")
 
 
