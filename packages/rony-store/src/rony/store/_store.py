@@ -6,7 +6,7 @@ import functools
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, TypeVar
@@ -21,6 +21,7 @@ from ._options import (
     system_clock,
 )
 from ._txn import (
+    RangeReads,
     ReadTxn,
     WriteTxn,
     check_by,
@@ -28,7 +29,6 @@ from ._txn import (
     check_key,
     check_keys,
     check_limit,
-    check_range,
     check_set_ttl,
     check_value,
 )
@@ -60,7 +60,7 @@ class StoreStats:
     readers: int
 
 
-class Store(Engine):
+class Store(Engine, RangeReads):
     """An LMDB key-value store with per-key TTL. Open it with :meth:`Store.open`.
 
     Keys and values are bytes (``bytearray``/``memoryview`` are accepted and copied). Every
@@ -212,70 +212,15 @@ class Store(Engine):
         now = self._clock()
         return [_ttl.live_value(raw, now) for raw in raws]
 
-    def scan(
-        self,
-        prefix: bytes = b"",
-        *,
-        start: bytes | None = None,
-        end: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """Live ``(key, value)`` pairs in key order (descending with ``reverse``) whose key
-        starts with ``prefix`` and lies in ``[start, end)``, at most ``limit`` of them.
-
-        Each chunk of ``scan_chunk`` keys is read from the newest snapshot, so a long scan
-        never pins old data; use ``view().scan`` for one consistent snapshot.
-        """
-        low, high = check_range(prefix, start, end, self._max_key)
-        return self._scan(low, high, bool(reverse), check_limit(limit))
-
-    def _scan(
-        self, low: bytes, high: bytes | None, reverse: bool, limit: int | None
-    ) -> Iterator[tuple[bytes, bytes]]:
-        if limit == 0 or (high is not None and high <= low):
-            return
-        chunk = self._options.scan_chunk
-        after: bytes | None = None
-        produced = 0
-        while True:
-            items, after = self._read(
-                functools.partial(self._chunk, low, high, reverse, after, chunk)
-            )
-            for item in items:
-                yield item
-                produced += 1
-                if produced == limit:
-                    return
-            if after is None:
-                return
-
     def _chunk(
-        self, low: bytes, high: bytes | None, reverse: bool, after: bytes | None, n: int, txn: Any
+        self, low: bytes, high: bytes | None, reverse: bool, after: bytes | None
     ) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
-        return self._raw_chunk(txn, low, high, reverse, after, n, self._clock())
+        chunk = self._options.scan_chunk
+        return self._read(
+            lambda txn: self._raw_chunk(txn, low, high, reverse, after, chunk, self._clock())
+        )
 
-    def keys(
-        self,
-        prefix: bytes = b"",
-        *,
-        start: bytes | None = None,
-        end: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[bytes]:
-        """Live keys in key order (see :meth:`scan`)."""
-        for key, _ in self.scan(prefix, start=start, end=end, reverse=reverse, limit=limit):
-            yield key
-
-    def count(
-        self, prefix: bytes = b"", *, start: bytes | None = None, end: bytes | None = None
-    ) -> int:
-        """Number of live keys in the range. Counting everything costs O(expired keys);
-        a prefix or range costs O(keys in it)."""
-        low, high = check_range(prefix, start, end, self._max_key)
-        if high is not None and high <= low:
-            return 0
+    def _count(self, low: bytes, high: bytes | None) -> int:
         return self._read(lambda txn: self._raw_count(txn, low, high, self._clock()))
 
     def stats(self) -> StoreStats:

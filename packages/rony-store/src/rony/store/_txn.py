@@ -158,19 +158,100 @@ def check_keys(keys: Iterable[bytes], max_key: int) -> list[bytes]:
     return [check_key(k, max_key) for k in keys]
 
 
+# -- range reads (shared with the store) ----------------------------------------------------
+
+
+class RangeReads:
+    """``scan``, ``keys`` and ``count``, written once for :class:`~rony.store.Store` and the
+    transactions over two hooks: ``_chunk`` (one chunk of a scan) and ``_count``."""
+
+    __slots__ = ()
+    _max_key: int
+
+    def _chunk(
+        self, low: bytes, high: bytes | None, reverse: bool, after: bytes | None
+    ) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+        """Up to ``scan_chunk`` entries of [low, high) past ``after`` (see ``_raw_chunk``)."""
+        raise NotImplementedError
+
+    def _count(self, low: bytes, high: bytes | None) -> int:
+        raise NotImplementedError
+
+    def scan(
+        self,
+        prefix: bytes = b"",
+        *,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Live ``(key, value)`` pairs in key order (descending with ``reverse``) whose key
+        starts with ``prefix`` and lies in ``[start, end)``, at most ``limit`` of them.
+
+        Read in chunks of ``scan_chunk`` keys. On the store each chunk comes from the newest
+        snapshot, so a long scan never pins old data (use ``view().scan`` for one consistent
+        snapshot); in a transaction every chunk comes from its snapshot (a write transaction
+        sees its own earlier writes).
+        """
+        low, high = check_range(prefix, start, end, self._max_key)
+        return self._scan(low, high, bool(reverse), check_limit(limit))
+
+    def _scan(
+        self, low: bytes, high: bytes | None, reverse: bool, limit: int | None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        if limit == 0 or (high is not None and high <= low):
+            return
+        after: bytes | None = None
+        produced = 0
+        while True:
+            items, after = self._chunk(low, high, reverse, after)
+            for item in items:
+                yield item
+                produced += 1
+                if produced == limit:
+                    return
+            if after is None:
+                return
+
+    def keys(
+        self,
+        prefix: bytes = b"",
+        *,
+        start: bytes | None = None,
+        end: bytes | None = None,
+        reverse: bool = False,
+        limit: int | None = None,
+    ) -> Iterator[bytes]:
+        """Live keys in key order (see :meth:`scan`)."""
+        for key, _ in self.scan(prefix, start=start, end=end, reverse=reverse, limit=limit):
+            yield key
+
+    def count(
+        self, prefix: bytes = b"", *, start: bytes | None = None, end: bytes | None = None
+    ) -> int:
+        """Number of live keys in the range. Counting everything costs O(expired keys);
+        a prefix or range costs O(keys in it)."""
+        low, high = check_range(prefix, start, end, self._max_key)
+        if high is not None and high <= low:
+            return 0
+        return self._count(low, high)
+
+
 # -- transactions ---------------------------------------------------------------------------
 
 
-class ReadTxn:
+class ReadTxn(RangeReads):
     """A snapshot: every read sees the store as it was when the transaction began.
 
     Valid only inside its ``with`` block. Methods mirror the store's read methods.
     """
 
-    __slots__ = ("_done", "_eng", "_epoch", "_now", "_raw")
+    __slots__ = ("_done", "_eng", "_epoch", "_max_key", "_now", "_raw")
 
     def __init__(self, eng: _Backend, raw: Any, now: int, epoch: int = -1) -> None:
         self._eng = eng
+        self._max_key = eng._max_key
         self._raw = raw
         self._now = now
         self._epoch = epoch
@@ -231,11 +312,11 @@ class ReadTxn:
 
     def ttl(self, key: bytes) -> float:
         """Remaining seconds, or :data:`NO_KEY` (-2.0) / :data:`NO_EXPIRY` (-1.0)."""
-        return _ttl.remaining(self._get_raw(check_key(key, self._eng._max_key)), self._now)
+        return _ttl.remaining(self._get_raw(check_key(key, self._max_key)), self._now)
 
     def get_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """Values of ``keys`` in order (None for missing or expired ones)."""
-        checked = check_keys(keys, self._eng._max_key)
+        checked = check_keys(keys, self._max_key)
         slot = self._enter()
         try:
             raws = self._eng._raw_get_many(self._raw, checked)
@@ -245,68 +326,20 @@ class ReadTxn:
         now = self._now
         return [_ttl.live_value(raw, now) for raw in raws]
 
-    def scan(
-        self,
-        prefix: bytes = b"",
-        *,
-        start: bytes | None = None,
-        end: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[tuple[bytes, bytes]]:
-        """Live ``(key, value)`` pairs in key order with ``prefix`` and ``start <= key < end``.
+    def _chunk(
+        self, low: bytes, high: bytes | None, reverse: bool, after: bytes | None
+    ) -> tuple[list[tuple[bytes, bytes]], bytes | None]:
+        slot = self._enter()
+        try:
+            eng = self._eng
+            return eng._raw_chunk(
+                self._raw, low, high, reverse, after, eng._options.scan_chunk, self._now
+            )
+        finally:
+            if slot is not None:
+                slot.busy = False
 
-        Read in chunks of ``scan_chunk`` keys; within a transaction every chunk comes from
-        its snapshot (a write transaction sees its own earlier writes).
-        """
-        low, high = check_range(prefix, start, end, self._eng._max_key)
-        return self._scan(low, high, bool(reverse), check_limit(limit))
-
-    def keys(
-        self,
-        prefix: bytes = b"",
-        *,
-        start: bytes | None = None,
-        end: bytes | None = None,
-        reverse: bool = False,
-        limit: int | None = None,
-    ) -> Iterator[bytes]:
-        """Live keys in key order (see :meth:`scan`)."""
-        for key, _ in self.scan(prefix, start=start, end=end, reverse=reverse, limit=limit):
-            yield key
-
-    def _scan(
-        self, low: bytes, high: bytes | None, reverse: bool, limit: int | None
-    ) -> Iterator[tuple[bytes, bytes]]:
-        if limit == 0 or (high is not None and high <= low):
-            return
-        chunk = self._eng._options.scan_chunk
-        after: bytes | None = None
-        produced = 0
-        while True:
-            slot = self._enter()
-            try:
-                items, after = self._eng._raw_chunk(
-                    self._raw, low, high, reverse, after, chunk, self._now
-                )
-            finally:
-                if slot is not None:
-                    slot.busy = False
-            for item in items:
-                yield item
-                produced += 1
-                if produced == limit:
-                    return
-            if after is None:
-                return
-
-    def count(
-        self, prefix: bytes = b"", *, start: bytes | None = None, end: bytes | None = None
-    ) -> int:
-        """Number of live keys in the range (O(keys in range); O(expired keys) for all)."""
-        low, high = check_range(prefix, start, end, self._eng._max_key)
-        if high is not None and high <= low:
-            return 0
+    def _count(self, low: bytes, high: bytes | None) -> int:
         slot = self._enter()
         try:
             return self._eng._raw_count(self._raw, low, high, self._now)
@@ -364,7 +397,7 @@ class WriteTxn(ReadTxn):
 
     def delete(self, key: bytes) -> bool:
         """Delete a key; True if it existed and was live."""
-        return self._delete(check_key(key, self._eng._max_key))
+        return self._delete(check_key(key, self._max_key))
 
     def _delete(self, key: bytes) -> bool:
         self._enter()
@@ -374,7 +407,7 @@ class WriteTxn(ReadTxn):
     def expire(self, key: bytes, ttl: float) -> bool:
         """Give a live key a TTL of ``ttl`` seconds; ``ttl <= 0`` deletes it (Redis' EXPIRE).
         False if the key is missing or expired."""
-        return self._expire(check_key(key, self._eng._max_key), _ttl.check_ttl(ttl))
+        return self._expire(check_key(key, self._max_key), _ttl.check_ttl(ttl))
 
     def _expire(self, key: bytes, ttl: float) -> bool:
         self._enter()
@@ -390,7 +423,7 @@ class WriteTxn(ReadTxn):
 
     def persist(self, key: bytes) -> bool:
         """Remove a live key's TTL; True if it had one."""
-        return self._persist(check_key(key, self._eng._max_key))
+        return self._persist(check_key(key, self._max_key))
 
     def _persist(self, key: bytes) -> bool:
         self._enter()
@@ -402,7 +435,7 @@ class WriteTxn(ReadTxn):
 
     def incr(self, key: bytes, by: int = 1) -> int:
         """Add ``by`` to a base-10 integer value (missing = 0) and return it; keeps the TTL."""
-        return self._incr(check_key(key, self._eng._max_key), check_by(by))
+        return self._incr(check_key(key, self._max_key), check_by(by))
 
     def _incr(self, key: bytes, by: int) -> int:
         self._enter()
@@ -427,7 +460,7 @@ class WriteTxn(ReadTxn):
 
     def delete_many(self, keys: Iterable[bytes]) -> int:
         """Delete keys; the number that existed and were live."""
-        return self._delete_many(check_keys(keys, self._eng._max_key))
+        return self._delete_many(check_keys(keys, self._max_key))
 
     def _delete_many(self, keys: list[bytes]) -> int:
         return sum(self._delete(key) for key in keys)
