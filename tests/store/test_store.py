@@ -280,6 +280,23 @@ def test_transact_runs_user_code_atomically(any_store: Store) -> None:
     assert s.get(b"c") is None
 
 
+@pytest.mark.parametrize("error", [FileNotFoundError, TypeError])
+def test_transact_user_exception_propagates_unchanged(
+    any_store: Store, error: type[Exception]
+) -> None:
+    """User code's exceptions are not mistaken for LMDB's (an OSError is no StorageError)."""
+    raised = error("from user code")
+
+    def fail(txn: WriteTxn) -> None:
+        txn.set(b"c", b"3")
+        raise raised
+
+    with pytest.raises(error) as caught:
+        any_store.transact(fail)
+    assert caught.value is raised
+    assert any_store.get(b"c") is None
+
+
 def test_durable_batch_isolates_failing_ops(store: Store) -> None:
     """Many concurrent writers share commits; one writer's failure fails only that writer."""
     store.set(b"text", b"abc")

@@ -157,6 +157,16 @@ def translate(exc: BaseException) -> BaseException:
     return exc
 
 
+def _own_error(exc: BaseException) -> BaseException:
+    """An exception out of a write function: LMDB's translated, any other unchanged.
+
+    The function may be user code (``transact``), whose exceptions must propagate as they are:
+    ``translate`` would turn its OSError into StorageError and its TypeError into a
+    WrongTypeError about keys. The transaction's own methods translate their errors already.
+    """
+    return translate(exc) if isinstance(exc, lmdb.Error) else exc
+
+
 class Engine:
     """Opens the LMDB environment, owns the locks, caches reads, grows the map.
 
@@ -637,7 +647,7 @@ class Engine:
                         raw.commit()
                     except BaseException as exc:
                         txn._finish()
-                        err = translate(exc)
+                        err = _own_error(exc)
                         if self._take_map_full() | isinstance(err, _MapFull):
                             self._abort_write(raw, grow=True)
                             continue
@@ -679,7 +689,7 @@ class Engine:
                             except _MapFull:
                                 raise
                             except BaseException as exc:
-                                outcomes.append((False, translate(exc)))
+                                outcomes.append((False, _own_error(exc)))
                             if self._map_full:
                                 raise _MapFull()
                         raw.commit()
