@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from rony.store import NO_EXPIRY, NO_KEY, ReadTxn, Store, WriteTxn
+from rony.store._writer import GroupCommitter
 from rony.store.errors import (
     IntegerOverflowError,
     InvalidArgumentError,
@@ -16,6 +20,7 @@ from rony.store.errors import (
     MapGrownError,
     NotAnIntegerError,
     SnapshotLostError,
+    StorageError,
     StoreClosedError,
     TransactionError,
 )
@@ -295,6 +300,80 @@ def test_transact_user_exception_propagates_unchanged(
         any_store.transact(fail)
     assert caught.value is raised
     assert any_store.get(b"c") is None
+
+
+def test_group_commit_hands_each_caller_its_own_exception() -> None:
+    """Two ops failing in one batch: each caller gets the very exception its code raised
+    (traceback and all), while an error shared by the batch is copied per caller."""
+    entered, gate = threading.Event(), threading.Event()
+    batches: list[int] = []
+    shared = StorageError("commit failed")
+
+    def run_batch(fns: list[Callable[[Any], Any]]) -> list[tuple[bool, Any]]:
+        entered.set()
+        assert gate.wait(5)
+        batches.append(len(fns))
+        if len(batches) == 4:
+            return [(False, shared)] * len(fns)
+        outcomes: list[tuple[bool, Any]] = []
+        for fn in fns:
+            try:
+                outcomes.append((True, fn(None)))
+            except Exception as exc:
+                outcomes.append((False, exc))
+        return outcomes
+
+    committer = GroupCommitter(run_batch, 16, "test-writer")
+    raised = {i: KeyError(i) for i in range(2)}
+    caught: dict[int, BaseException] = {}
+
+    def fail(i: int, txn: object) -> None:
+        raise raised[i]
+
+    def caller(i: int, fn: Callable[[Any], Any]) -> None:
+        try:
+            committer.call(fn)
+        except Exception as exc:
+            caught[i] = exc
+
+    try:
+        first = threading.Thread(target=committer.call, args=(lambda _: None,))
+        first.start()
+        assert entered.wait(5)  # the writer holds a batch of one; the next two queue up
+        threads = [
+            threading.Thread(target=caller, args=(i, functools.partial(fail, i))) for i in (0, 1)
+        ]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 5
+        while len(committer._queue) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        gate.set()
+        for t in [first, *threads]:
+            t.join(5)
+        assert batches == [1, 2]
+        assert all(caught[i] is raised[i] for i in (0, 1))
+        assert raised[0].__traceback__ is not None
+
+        threads = [threading.Thread(target=caller, args=(i, lambda _: None)) for i in (2, 3)]
+        entered.clear()
+        gate.clear()
+        blocker = threading.Thread(target=committer.call, args=(lambda _: None,))
+        blocker.start()
+        assert entered.wait(5)
+        for t in threads:
+            t.start()
+        while len(committer._queue) < 2 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        gate.set()
+        for t in [blocker, *threads]:
+            t.join(5)
+        assert batches == [1, 2, 1, 2]
+        assert type(caught[2]) is type(caught[3]) is StorageError
+        assert caught[2] is not caught[3]  # one object per caller, each with its traceback
+    finally:
+        gate.set()
+        committer.close()
 
 
 def test_durable_batch_isolates_failing_ops(store: Store) -> None:

@@ -209,10 +209,17 @@ class GroupCommitter:
     def _complete(self, batch: list[_Op], outcomes: list[Outcome]) -> None:
         by_loop: dict[asyncio.AbstractEventLoop, list[_Op]] = {}
         waiters: list[_Op] = []
+        shared: set[int] = set()  # ids of errors already handed to a caller of this batch
         for op, (ok, value) in zip(batch, outcomes, strict=True):
             op.ok = ok
-            # An error shared by a whole batch gets one copy per caller (own traceback).
-            op.value = value if ok or len(batch) == 1 else copy.copy(value)
+            # An error shared by a whole batch gets one copy per caller (own traceback); an
+            # op's own error (from user code too) is handed over as it is, traceback and all.
+            if not ok:
+                if id(value) in shared:
+                    value = copy.copy(value)
+                else:
+                    shared.add(id(value))
+            op.value = value
             if op.lock is not None:
                 waiters.append(op)
             elif op.loop is not None:
