@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rony.store import Store
-from rony.store.errors import StoreLockedError
+from rony.store.errors import StorageError, StoreLockedError
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_second_writer_process_gets_typed_error(tmp_path: Path) -> None:
             """
             import sys
             from rony.store import Store
-            from rony.store.errors import StoreLockedError
+            from rony.store.errors import StorageError, StoreLockedError
             try:
                 Store.open(sys.argv[1])
             except StoreLockedError as exc:
@@ -125,6 +125,36 @@ def test_reader_process_sees_commits_and_map_growth(tmp_path: Path) -> None:
             proc.stdin.flush()
         assert s.stats().map_size >= 1 << 20
         assert finish(proc).split() == ["3", "180"]
+
+
+def test_view_that_fails_to_adopt_a_grown_map_leaves_no_view_counted(tmp_path: Path) -> None:
+    """A view whose adoption of another process's map growth fails raises a typed error and
+    is not left counted as open (a stale count would stall every later resize)."""
+    path = str(tmp_path / "s")
+    Store.open(path, map_size=1 << 16, sweep_interval=None).close()
+    with Store.open(path, readonly=True, map_size=1 << 16) as r:
+        finish(
+            child(
+                """
+                import sys
+                from rony.store import Store
+                with Store.open(sys.argv[1], map_size=1 << 16, sweep_interval=None) as s:
+                    s.set_many([(b"big%04d" % i, b"x" * 4000) for i in range(100)])
+                """,
+                path,
+            )
+        )
+
+        def adopt_fails() -> None:
+            raise StorageError("cannot grow the map")
+
+        r._adopt_map_size = adopt_fails  # type: ignore[method-assign]
+        with pytest.raises(StorageError), r.view():
+            pass
+        assert r._views == 0
+        del r._adopt_map_size
+        with r.view() as txn:
+            assert txn.count(b"big") == 100
 
 
 CRASH_CHILD = """

@@ -567,9 +567,11 @@ class Engine:
                 except lmdb.MapResizedError:
                     slot.busy = False
                     self._views_done()
-                    self._adopt_map_size()
-                    with self._gate_cond:
-                        self._views_enter()
+                    try:
+                        self._adopt_map_size()
+                    finally:  # counted again either way: the handler below uncounts once
+                        with self._gate_cond:
+                            self._views_enter()
                 finally:
                     slot.busy = False
         except BaseException as exc:
