@@ -649,3 +649,43 @@ def test_janitor_releases_idle_threads_cached_snapshots(fast_store: Store) -> No
     assert s.get(b"k") == b"last"
     leave.set()
     t.join()
+
+
+class _FailingClock(ManualClock):
+    fail = False
+
+    def __call__(self) -> int:
+        if self.fail:
+            raise RuntimeError("clock failed")
+        return self.now
+
+
+@pytest.mark.parametrize("durability", ["durable", "fast"])
+def test_failing_clock_leaks_no_transaction(tmp_path: Path, durability: str) -> None:
+    """A clock that raises when a transaction begins leaves no view counted and no write
+    transaction open (a leaked one would block every later write)."""
+    clock = _FailingClock()
+    with Store.open(
+        tmp_path / "s",
+        clock=clock,
+        sweep_interval=None,
+        durability=durability,  # type: ignore[arg-type]
+    ) as s:
+        clock.fail = True
+        with pytest.raises(RuntimeError), s.view():
+            pass
+        assert s._views == 0
+        with pytest.raises(RuntimeError), s.update():
+            pass
+        with pytest.raises(RuntimeError):
+            s.transact(lambda txn: None)
+        clock.fail = False
+        done = threading.Event()
+
+        def write() -> None:
+            s.transact(lambda txn: txn.set(b"k", b"v"))
+            done.set()
+
+        threading.Thread(target=write, daemon=True).start()
+        assert done.wait(5), "a later write is blocked by a leaked write transaction"
+        assert s.get(b"k") == b"v"

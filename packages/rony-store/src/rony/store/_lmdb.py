@@ -642,8 +642,9 @@ class Engine:
                 while True:
                     if self._closed:
                         raise StoreClosedError("the store is closed")
+                    now = self._clock()  # before begin: a raising clock leaks no txn
                     raw = self._begin_write()
-                    txn = WriteTxn(self, raw, self._clock())
+                    txn = WriteTxn(self, raw, now)
                     try:
                         result = fn(txn)
                         raw.commit()
@@ -679,10 +680,11 @@ class Engine:
                         closed = StoreClosedError("the store is closed")
                         return [(False, closed)] * len(fns)
                     try:
+                        now = self._clock()  # before begin: a raising clock leaks no txn
                         raw = self._begin_write()
-                    except StoreError as exc:
+                    except Exception as exc:
                         return [(False, exc)] * len(fns)
-                    txn = WriteTxn(self, raw, self._clock())
+                    txn = WriteTxn(self, raw, now)
                     outcomes: list[tuple[bool, Any]] = []
                     try:
                         for fn in fns:
@@ -734,8 +736,8 @@ class Engine:
             if self._closed:
                 raise StoreClosedError("the store is closed")
             self._ensure_headroom()
-            raw = self._begin_write()
-            return WriteTxn(self, raw, self._clock())
+            now = self._clock()  # before begin: a raising clock leaks no txn
+            return WriteTxn(self, self._begin_write(), now)
         except BaseException:
             self._wowner = 0
             self._wlock.release()

@@ -376,8 +376,9 @@ class _ViewBlock:
 
     def __enter__(self) -> ReadTxn:
         store = self._store
+        now = store._clock()  # before begin: a raising clock leaks no view
         self._raw, epoch = store._view_begin()
-        self._txn = ReadTxn(store, self._raw, store._clock(), epoch)
+        self._txn = ReadTxn(store, self._raw, now, epoch)
         return self._txn
 
     def __exit__(
