@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from rony.store import AsyncStore, Store, WriteTxn
-from rony.store.errors import NotAnIntegerError, ReadOnlyError, StoreClosedError
+from rony.store.errors import (
+    NotAnIntegerError,
+    ReadOnlyError,
+    StoreClosedError,
+    WrongTypeError,
+)
 
 from .conftest import ManualClock
 
@@ -134,3 +139,17 @@ async def test_read_only_async_store(tmp_path: Path) -> None:
 def test_importing_rony_store_does_not_import_asyncio() -> None:
     code = "import sys, rony.store; assert 'asyncio' not in sys.modules; rony.store.AsyncStore"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+async def test_transact_refuses_a_coroutine_function(tmp_path: Path) -> None:
+    """A coroutine function would only build a coroutine, never awaited: nothing written."""
+
+    async def fn(txn: WriteTxn) -> None:
+        txn.set(b"k", b"v")
+
+    async with await AsyncStore.open(tmp_path / "s", sweep_interval=None) as s:
+        with pytest.raises(WrongTypeError):
+            await s.transact(fn)
+        with pytest.raises(WrongTypeError):
+            s.store.transact(fn)
+        assert await s.get(b"k") is None

@@ -22,6 +22,7 @@ from ._store import Store, StoreStats, _ViewBlock
 from ._txn import (
     WriteTxn,
     check_by,
+    check_fn,
     check_items,
     check_key,
     check_keys,
@@ -168,8 +169,7 @@ class AsyncStore:
     async def transact(self, fn: Callable[[WriteTxn], T]) -> T:
         """Run ``fn(txn)`` on the writer thread in a (nested) transaction; see
         :meth:`Store.transact`. ``fn`` is plain synchronous code."""
-        if not callable(fn):
-            raise TypeError("transact() needs a callable taking the transaction")
+        check_fn(fn)
         return await self._submit(lambda txn: txn._nested(fn))
 
     async def sweep(self, limit: int | None = None) -> int:

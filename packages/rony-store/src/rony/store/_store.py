@@ -25,6 +25,7 @@ from ._txn import (
     ReadTxn,
     WriteTxn,
     check_by,
+    check_fn,
     check_items,
     check_key,
     check_keys,
@@ -316,8 +317,7 @@ class Store(Engine, RangeReads):
         run more than once (after the map grew), so it must act only through ``txn``. In
         durable mode it shares a commit with concurrent writers.
         """
-        if not callable(fn):
-            raise TypeError("transact() needs a callable taking the transaction")
+        check_fn(fn)
         if self._durable:
             return self._write(lambda txn: txn._nested(fn))
         return self._write(fn)

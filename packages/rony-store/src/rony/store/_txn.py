@@ -10,6 +10,7 @@ through a transaction, and every TTL set in it counts from the same instant.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeVar
@@ -150,6 +151,15 @@ def check_items(
             raise WrongTypeError("set_many() takes a mapping or (key, value) pairs")
         checked.append((check_key(pair[0], max_key), check_value(pair[1], max_value)))
     return checked
+
+
+def check_fn(fn: object) -> None:
+    """The function of ``transact``: synchronous code (a coroutine function would only build
+    a coroutine that is never awaited, so nothing would be written)."""
+    if not callable(fn):
+        raise TypeError("transact() needs a callable taking the transaction")
+    if inspect.iscoroutinefunction(fn):
+        raise WrongTypeError("transact() runs synchronous code, not a coroutine function")
 
 
 def check_keys(keys: Iterable[bytes], max_key: int) -> list[bytes]:
