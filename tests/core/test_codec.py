@@ -294,6 +294,17 @@ def test_over_limit_envelopes_are_malformed() -> None:
         message_from_json(msg_json, Ping, Limits(max_message_size=len(msg_json) - 1))
 
 
+def test_json_payload_within_a_larger_limit_unwraps() -> None:
+    # The envelope was decoded within the caller's Limits; unwrap must not re-check its payload
+    # against DEFAULT_LIMITS (a node with max_message_size = 8 MiB refused 5 MB JSON requests).
+    value = "x" * (5 * 1024 * 1024)
+    data = json.dumps({"cmd": "KeyValue", "requestId": 1, "message": {"Value": value}})
+    env = decode_envelope_json(data.encode(), Limits(max_message_size=8 * 1024 * 1024))
+    assert len(env.Message) > Limits().max_message_size
+    assert unwrap(env, KeyValue).Value == value
+    assert unwrap(env) == KeyValue(Value=value)
+
+
 def test_over_limit_containers_are_malformed() -> None:
     inner = [envelope(Ping(ID=i), i, header={"a": "b", "c": "d"}) for i in range(3)]
     outer = container_envelope(inner)

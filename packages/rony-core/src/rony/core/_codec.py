@@ -230,7 +230,10 @@ def unwrap(env: MessageEnvelope, message_class: type[Message] | None = None) -> 
     if cls is None:
         raise MalformedError("HANDLER", f"unknown constructor {env.Constructor}")
     if env.JsonEncoded:
-        return message_from_json(env.Message, cls)
+        # No size check: the payload is inside an envelope that was decoded within the
+        # caller's Limits already (DEFAULT_LIMITS here would refuse what a larger
+        # max_message_size let through).
+        return _parse_json(env.Message, cls)
     message = cls()
     try:
         message.ParseFromString(env.Message)
@@ -359,10 +362,15 @@ def message_from_json(
         raise MalformedError(
             "REQUEST", f"{name} JSON is {len(data)} long; limit is {limits.max_message_size}"
         )
+    return _parse_json(data, message_class)
+
+
+def _parse_json(data: bytes | str, message_class: type[M]) -> M:
     message = message_class()
     try:
         json_format.Parse(data, message, ignore_unknown_fields=False)
     except Exception as exc:  # ParseError, bad UTF-8, RecursionError on deep nesting, ...
+        name = message_class.DESCRIPTOR.name
         raise MalformedError("REQUEST", f"{name} JSON does not decode: {exc}") from None
     return message
 
