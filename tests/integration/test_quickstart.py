@@ -29,24 +29,24 @@ RONY = Path(sys.executable).with_name("rony")
 def node(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]]:
     data = tmp_path / "data"
     args = ["serve", "examples.echo.app:app", "--gateway", "127.0.0.1:0", "--data-dir", str(data)]
-    proc = subprocess.Popen(
+    # `with` closes the pipes however the test ends (a failed test left them to the GC).
+    with subprocess.Popen(
         [str(RONY), *args],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": ""},  # the script alone must find examples/ (cwd)
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()  # returns when the node printed its address, or died
-        match = re.search(r"listening on http://(\S+)", line)
-        assert match, f"no address: {line!r} {proc.stderr.read() if proc.stderr else ''}"
-        yield match.group(1), data, proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()  # returns when the node printed its address, or died
+            match = re.search(r"listening on http://(\S+)", line)
+            assert match, f"no address: {line!r} {proc.stderr.read() if proc.stderr else ''}"
+            yield match.group(1), data, proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
 
 
 async def _async_stub_calls(hostport: str, transport: str) -> None:
