@@ -3,6 +3,7 @@ Error and Redirect mapping. In-process (TestClient) and over a socket."""
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
 import aiohttp
@@ -181,6 +182,20 @@ async def test_protobuf_and_json_bodies() -> None:
         assert b'"js"' in res.body
         res = await client.rest("POST", "/kinds/json", b"{broken")
         assert res.status == 400
+
+
+async def test_json_body_is_checked_against_the_nodes_own_limit(
+    http: aiohttp.ClientSession,
+) -> None:
+    big = b'{"s": "' + b"x" * (5 * 1024 * 1024) + b'"}'  # over the 4 MiB default
+    async with serve(_app(), max_message_size=8 * 1024 * 1024) as edge:
+        async with http.post(edge.url + "/kinds/json", data=io.BytesIO(big)) as r:
+            assert r.status == 200
+            assert len((await r.json())["s"]) == 5 * 1024 * 1024
+    async with TestClient(_app(), max_message_size=8 * 1024 * 1024) as client:
+        assert (await client.rest("POST", "/kinds/json", big)).status == 200
+    async with TestClient(_app()) as client:  # default limit: refused
+        assert (await client.rest("POST", "/kinds/json", big)).status == 400
 
 
 async def test_error_and_redirect_mapping(http: aiohttp.ClientSession) -> None:

@@ -216,7 +216,7 @@ class TestClient:
             conn_id=next(_conn_ids),
         )
         try:
-            env = bind_request(route, params, query, body)
+            env = bind_request(route, params, query, body, edge.settings.limits)
         except RonyError as err:
             return error_response(err)
         replies = await edge.dispatcher.dispatch(conn, env)

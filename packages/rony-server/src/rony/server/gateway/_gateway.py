@@ -360,7 +360,7 @@ class Gateway:
             )
             query = {k: v for k, v in request.query.items()}
             try:
-                env = bind_request(route, params, query, body)
+                env = bind_request(route, params, query, body, self.settings.limits)
             except RonyError as err:
                 out = error_response(err)
             else:

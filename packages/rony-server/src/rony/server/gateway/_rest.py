@@ -35,9 +35,11 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
 from rony.core import (
+    DEFAULT_LIMITS,
     C_Error,
     C_Redirect,
     Error,
+    Limits,
     MessageEnvelope,
     Redirect,
     RedirectReason,
@@ -213,13 +215,17 @@ def bind_request(
     params: Mapping[str, str],
     query: Mapping[str, str],
     body: bytes,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> MessageEnvelope:
-    """Build the request envelope for ``route``; raises ``MalformedError`` (E01 REQUEST)."""
+    """Build the request envelope for ``route``; raises ``MalformedError`` (E01 REQUEST).
+
+    ``limits`` are the node's own (a JSON body is checked against its ``max_message_size``).
+    """
     cls = route.request_class
     if not body:
         msg = cls()
     elif route.json_encode:
-        msg = message_from_json(body, cls)
+        msg = message_from_json(body, cls, limits)
     else:
         msg = cls()
         try:
