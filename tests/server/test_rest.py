@@ -188,10 +188,12 @@ async def test_json_body_is_checked_against_the_nodes_own_limit(
     http: aiohttp.ClientSession,
 ) -> None:
     big = b'{"s": "' + b"x" * (5 * 1024 * 1024) + b'"}'  # over the 4 MiB default
-    async with serve(_app(), max_message_size=8 * 1024 * 1024) as edge:
-        async with http.post(edge.url + "/kinds/json", data=io.BytesIO(big)) as r:
-            assert r.status == 200
-            assert len((await r.json())["s"]) == 5 * 1024 * 1024
+    async with (
+        serve(_app(), max_message_size=8 * 1024 * 1024) as edge,
+        http.post(edge.url + "/kinds/json", data=io.BytesIO(big)) as r,
+    ):
+        assert r.status == 200
+        assert len((await r.json())["s"]) == 5 * 1024 * 1024
     async with TestClient(_app(), max_message_size=8 * 1024 * 1024) as client:
         assert (await client.rest("POST", "/kinds/json", big)).status == 200
     async with TestClient(_app()) as client:  # default limit: refused
