@@ -8,7 +8,17 @@ import time
 
 import pytest
 
-from rony.client import AsyncClient, Client, ClientSettings, MockRequest, MockTransport, errors
+from rony.client import (
+    AsyncClient,
+    AsyncConnection,
+    AsyncTransport,
+    Client,
+    ClientSettings,
+    ConnectOptions,
+    MockRequest,
+    MockTransport,
+    errors,
+)
 from rony.core import (
     C_Ping,
     MessageEnvelope,
@@ -170,6 +180,26 @@ async def test_async_close_fails_pending_and_ends_iterators() -> None:
     assert await pushes == []
     with pytest.raises(errors.ClientClosed):
         await c.call(C_Ping, Ping(ID=1), Pong)
+
+
+async def test_async_close_during_a_dial_raises_client_closed() -> None:
+    """close() cancels a dial in progress; the call waiting on it gets ClientClosed, not the
+    dial task's CancelledError (which would look like the caller itself was cancelled)."""
+    dialling = asyncio.Event()
+
+    class HangingDial(AsyncTransport):
+        async def connect_async(self, url: str, options: ConnectOptions) -> AsyncConnection:
+            dialling.set()
+            await asyncio.Event().wait()
+            raise AssertionError("unreachable")
+
+    c = AsyncClient("ws://mock:1", transport_impl=HangingDial())
+    task = asyncio.ensure_future(c.call(C_Ping, Ping(ID=1), Pong))
+    await asyncio.wait_for(dialling.wait(), 5.0)
+    await c.close()
+    with pytest.raises(errors.ClientClosed):
+        await task
+    assert not task.cancelled()
 
 
 async def test_async_unexpected_and_duplicate_ids() -> None:

@@ -525,6 +525,8 @@ class AsyncClient:
         done, _ = await asyncio.wait({task}, timeout=dial_timeout)
         if not done:
             raise ConnectError(f"dialling {url} took longer than {dial_timeout:.3g} s")
+        if task.cancelled():  # only close() cancels a dial; this caller was not cancelled
+            raise ClientClosed("the client was closed", written=False)
         task.result()  # ConnectError
         return link
 
