@@ -202,6 +202,17 @@ async def test_async_close_during_a_dial_raises_client_closed() -> None:
     assert not task.cancelled()
 
 
+async def test_async_discovery_for_replica_set_counts_against_the_call_timeout() -> None:
+    """An unknown replica_set is looked up with GetNodes inside the call's own deadline; a
+    lookup that gets no answer ends as the call's RequestTimeout (not a plain TimeoutError)."""
+    mock = MockTransport(lambda req: None)  # never answers
+    async with AsyncClient("mock:1", transport_impl=mock) as c:
+        t0 = time.monotonic()
+        with pytest.raises(errors.RequestTimeout):
+            await c.call(C_Ping, Ping(ID=1), Pong, replica_set=7, timeout=0.3)
+        assert time.monotonic() - t0 < 2.0
+
+
 async def test_async_unexpected_and_duplicate_ids() -> None:
     mock = MockTransport(lambda req: Ping(ID=1))
     async with AsyncClient("mock:1", transport_impl=mock) as c:
@@ -221,6 +232,15 @@ def test_sync_call_send_batch_errors(transport: str) -> None:
             c.call(C_Ping, Ping(ID=-1), Pong)
         replies = c.send_batch([envelope(Ping(ID=i), constructor=C_Ping) for i in (1, 2, 3)])
         assert [Pong.FromString(r.Message).ID for r in replies] == [1, 2, 3]
+
+
+def test_sync_discovery_for_replica_set_counts_against_the_call_timeout() -> None:
+    mock = MockTransport(lambda req: None)  # never answers
+    with Client("mock:1", transport_impl=mock) as c:
+        t0 = time.monotonic()
+        with pytest.raises(errors.RequestTimeout):
+            c.call(C_Ping, Ping(ID=1), Pong, replica_set=7, timeout=0.3)
+        assert time.monotonic() - t0 < 2.0  # the default deadline (15 s) no longer applies
 
 
 def test_sync_pushes_iterator_and_callback() -> None:

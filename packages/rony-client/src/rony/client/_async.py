@@ -238,11 +238,20 @@ class AsyncClient:
         """The replica set a session Redirect pinned this client to (None: the seeds)."""
         return self._core.routing.session_replica_set
 
-    async def discover(self, replica_sets: Sequence[int] = ()) -> Edges:
+    async def discover(
+        self,
+        replica_sets: Sequence[int] = (),
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109
+    ) -> Edges:
         """Ask the cluster for the edges of ``replica_sets`` (none: the seed's own replica set)
         with ``GetNodes``, and remember them for ``replica_set=`` routing and redirects."""
         reply = await self.call(
-            C_GetNodes, GetNodes(ReplicaSet=list(replica_sets)), Edges, idempotent=True
+            C_GetNodes,
+            GetNodes(ReplicaSet=list(replica_sets)),
+            Edges,
+            timeout=timeout,
+            idempotent=True,
         )
         assert isinstance(reply, Edges)
         self._core.routing.learn(reply.Nodes)
@@ -364,8 +373,9 @@ class AsyncClient:
 
     async def _route_to(self, replica_set: int | None, ex: Exchange) -> None:
         if replica_set is not None and not self._core.routing.knows(replica_set):
+            # within the call's deadline; running out raises RequestTimeout like the call would
             remaining = ex.deadline - asyncio.get_running_loop().time()
-            await asyncio.wait_for(self.discover([replica_set]), max(remaining, 0.001))
+            await self.discover([replica_set], timeout=max(remaining, 0.0))
 
     async def _run(
         self,

@@ -255,10 +255,14 @@ class Client:
     def session_replica_set(self) -> int | None:
         return self._core.routing.session_replica_set
 
-    def discover(self, replica_sets: Sequence[int] = ()) -> Edges:
+    def discover(self, replica_sets: Sequence[int] = (), *, timeout: float | None = None) -> Edges:
         """``GetNodes`` for ``replica_sets`` (none: the seed's own); remember the edges."""
         reply = self.call(
-            C_GetNodes, GetNodes(ReplicaSet=list(replica_sets)), Edges, idempotent=True
+            C_GetNodes,
+            GetNodes(ReplicaSet=list(replica_sets)),
+            Edges,
+            timeout=timeout,
+            idempotent=True,
         )
         with self._lock:
             self._core.routing.learn(reply.Nodes)
@@ -361,7 +365,8 @@ class Client:
 
     def _route_to(self, replica_set: int | None, ex: Exchange) -> None:
         if replica_set is not None and not self._core.routing.knows(replica_set):
-            self.discover([replica_set])
+            # within the call's deadline (it used to get a deadline of its own)
+            self.discover([replica_set], timeout=max(ex.deadline - _monotonic(), 0.0))
 
     def _run(
         self,
