@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 import time
 
@@ -258,6 +259,35 @@ def test_sync_pushes_iterator_and_callback() -> None:
         assert c.call(C_Ping, Ping(ID=99), Pong) == Pong(ID=99)
         assert Pong.FromString(next(it).Message).ID == 1000
         it.close()
+
+
+def test_sync_concurrent_on_push_starts_one_dispatcher() -> None:
+    """on_push from several threads at once starts one dispatcher thread (two would each get
+    every push and call every callback twice). A tiny switch interval widens the race."""
+
+    def dispatchers() -> int:
+        return sum(t.name == "rony-client-pushes" for t in threading.enumerate())
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _ in range(30):
+            with Client("mock:1", transport_impl=MockTransport(pong_handler)) as c:
+                before = dispatchers()
+                barrier = threading.Barrier(6)
+
+                def register(c: Client, barrier: threading.Barrier) -> None:
+                    barrier.wait()
+                    c.on_push(lambda env: None)
+
+                threads = [threading.Thread(target=register, args=(c, barrier)) for _ in range(6)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                assert dispatchers() - before == 1
+    finally:
+        sys.setswitchinterval(old)
 
 
 def test_sync_dropped_link_and_reconnect_with_push_reader() -> None:

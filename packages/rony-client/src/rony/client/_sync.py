@@ -648,13 +648,16 @@ class Client:
             self.dropped_pushes += sink.put(env)
 
     def _add_sink(self) -> _Sink:
-        sink = _Sink(self.settings.push_queue_size)
         with self._lock:
-            self._check_open()
-            self._sinks.append(sink)
-            for link in self._links.values():
-                if link.push_reader is None and link.conn is not None:
-                    self._start_push_reader(link)
+            return self._add_sink_locked()
+
+    def _add_sink_locked(self) -> _Sink:
+        self._check_open()
+        sink = _Sink(self.settings.push_queue_size)
+        self._sinks.append(sink)
+        for link in self._links.values():
+            if link.push_reader is None and link.conn is not None:
+                self._start_push_reader(link)
         return sink
 
     def _remove_sink(self, sink: _Sink) -> None:
@@ -718,14 +721,12 @@ class Client:
         (never from the reader); returns a function that unregisters it. Errors are logged."""
         with self._lock:
             self._callbacks.append(callback)
-            start = self._dispatcher is None
-        if start:
-            sink = self._add_sink()
-            t = threading.Thread(
-                target=self._dispatch, args=(sink,), name="rony-client-pushes", daemon=True
-            )
-            self._dispatcher = t
-            t.start()
+            if self._dispatcher is None:  # decided and claimed under one lock: one dispatcher
+                sink = self._add_sink_locked()
+                self._dispatcher = threading.Thread(
+                    target=self._dispatch, args=(sink,), name="rony-client-pushes", daemon=True
+                )
+                self._dispatcher.start()
 
         def remove() -> None:
             with self._lock:
