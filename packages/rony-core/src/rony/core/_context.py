@@ -145,12 +145,12 @@ class RequestCtx:
 
     __slots__ = (
         "_release",
-        "_stopped",
         "constructor",
         "dispatch",
         "envelope",
         "error",
         "request_id",
+        "stopped",
     )
 
     def __init__(self, dispatch: DispatchCtx, env: MessageEnvelope) -> None:
@@ -159,7 +159,9 @@ class RequestCtx:
         self.request_id: int = env.RequestID
         self.constructor: int = env.Constructor
         self.error: RonyError | None = None
-        self._stopped = False
+        # True once the chain is stopped (stop_execution, push_error, a redirect): read it,
+        # set it through stop_execution(). A plain attribute: it is read after every handler.
+        self.stopped = False
         self._release: Callable[[], None] | None = None
 
     # --- identity ---------------------------------------------------------------------------
@@ -300,11 +302,7 @@ class RequestCtx:
 
     def stop_execution(self) -> None:
         """Skip the remaining handlers of the chain (post-handlers still run)."""
-        self._stopped = True
-
-    @property
-    def stopped(self) -> bool:
-        return self._stopped
+        self.stopped = True
 
     def next_can_go(self) -> None:
         """Inside a SyncRun container: let the next envelope start before this one finishes."""
