@@ -169,10 +169,14 @@ class Dispatcher:
         json: bool = False,
         kind: Kind = Kind.GATEWAY,
         reply: Reply | None = None,
+        task: asyncio.Task[Any] | None = None,
+        now: float = 0.0,
     ) -> Coroutine[Any, Any, list[MessageEnvelope]]:
         """Decode and dispatch one received unit; a bad one gets an Error reply, never silence.
 
         Returns the awaitable of ``dispatch`` (the replies buffered for a non-persistent conn).
+        ``task`` and ``now``: the task that will run it and the loop's time, when the caller
+        knows them (the gateway's WebSocket workers): saves the chain looking them up.
         """
         try:
             if json:
@@ -181,7 +185,10 @@ class Dispatcher:
                 env = decode_envelope(data, self.settings.limits)
         except MalformedError as err:
             return self._bad_envelope(conn, err, reply)
-        return self.dispatch(conn, env, kind=kind, reply=reply)
+        dctx = _Dispatch(conn, kind, self.settings.server_id, self.services, reply)
+        if env.Constructor == C_MessageContainer:
+            return self._container(dctx, env)
+        return self._execute(dctx, env, None, True, task, now)
 
     async def _bad_envelope(
         self, conn: Conn, err: MalformedError, reply: Reply | None
@@ -248,9 +255,12 @@ class Dispatcher:
         env: MessageEnvelope,
         released: asyncio.Future[None] | None = None,
         drain: bool = False,
+        task: asyncio.Task[Any] | None = None,
+        now: float = 0.0,
     ) -> list[MessageEnvelope]:
         """One envelope: find the chain, run it under handler_timeout; with ``drain`` return
-        the dispatch's buffered replies (a lone envelope), else an empty list.
+        the dispatch's buffered replies (a lone envelope), else an empty list. ``task`` and
+        ``now``: the running task and the loop's time, if the caller knows them.
 
         The chain (pre-handlers, handlers, post-handlers) runs inline here rather than in a
         helper coroutine: one coroutine per request is a measurable share of a small one.
@@ -267,21 +277,24 @@ class Dispatcher:
                 ctx.push_error(InvalidError("HANDLER", f"no handler for {constructor}"))
                 return dctx.drain() if drain and dctx.buffer else []
             limit = self.settings.handler_timeout
-            task: asyncio.Task[Any] | None = None
             outer: float | None = None
             watched = self._watched
             fired = self._fired
-            if limit is not None:
+            if limit is None:
+                task = None
+            else:
                 # handler_timeout (see _sweep): register this task's deadline.
-                loop = asyncio.get_running_loop()
-                task = asyncio.current_task(loop)
-                assert task is not None
+                if task is None:
+                    loop = asyncio.get_running_loop()
+                    task = asyncio.current_task(loop)
+                    assert task is not None
+                    now = loop.time()
                 # A chain may dispatch another request in its own task (nested): the inner one
                 # borrows the entry and gives the outer deadline back.
                 outer = watched.get(task)
-                watched[task] = loop.time() + limit
+                watched[task] = now + limit
                 if self._sweeper is None:
-                    self._sweeper = loop.call_later(self._sweep_every, self._sweep)
+                    self._sweeper = task.get_loop().call_later(self._sweep_every, self._sweep)
             timed_out = False
             try:
                 app = self.app
@@ -334,7 +347,8 @@ class Dispatcher:
                     RequestTimeoutError("HANDLER", f"the handler did not finish in {limit}s")
                 )
         finally:
-            ctx.next_can_go()
+            if released is not None:  # (only a SyncRun container member has a release)
+                ctx.next_can_go()
         return dctx.drain() if drain and dctx.buffer else []
 
     # --- handler_timeout ----------------------------------------------------------------------
