@@ -142,3 +142,41 @@ async def test_sequential_requests_reuse_one_worker(http: aiohttp.ClientSession)
             await ws.send_bytes(req(C_GetVar, Ping(), i))
             assert (await recv_env(ws)).RequestID == i
         assert spawned <= 1  # the first request's worker serves the rest (no task per frame)
+
+
+async def test_a_handler_keeps_its_own_task_across_awaits(http: aiohttp.ClientSession) -> None:
+    """The chain starts in the reader's task and, once it awaits, goes on in that same task
+    while another worker reads: current_task() and asyncio.timeout() concern this request."""
+    app = App("tasks")
+    seen: dict[int, tuple[object, object]] = {}
+    both = asyncio.Event()
+
+    async def timed(ctx: RequestCtx) -> None:
+        rid = ctx.message(Ping).ID
+        before = asyncio.current_task()
+        if rid == 1:
+            await both.wait()  # request 2 starts while this one waits
+        else:
+            both.set()
+        try:
+            async with asyncio.timeout(0.05):
+                await asyncio.Event().wait()
+        except TimeoutError:
+            seen[rid] = (before, asyncio.current_task())
+            ctx.push_message(Pong(ID=rid))
+
+    async def pong(ctx: RequestCtx) -> None:
+        ctx.push_message(Pong())
+
+    app.handle(C_Yield, timed)
+    app.handle(C_GetVar, pong)
+    async with serve(app, max_inflight_per_conn=4) as edge, http.ws_connect(edge.url) as ws:
+        await ws.send_bytes(req(C_Yield, Ping(ID=1), 1))
+        await ws.send_bytes(req(C_Yield, Ping(ID=2), 2))
+        got = sorted([(await recv_env(ws)).RequestID for _ in range(2)])
+        assert got == [1, 2]  # each timeout hit its own request, and nothing else
+        assert seen[1][0] is seen[1][1]
+        assert seen[2][0] is seen[2][1]
+        assert seen[1][0] is not seen[2][0]  # two requests in flight: two tasks
+        await ws.send_bytes(req(C_GetVar, Ping(), 3))  # the conn reads on
+        assert (await recv_env(ws)).RequestID == 3

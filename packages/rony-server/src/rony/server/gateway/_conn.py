@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextvars
 import logging
+import struct
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -26,6 +28,31 @@ log = logging.getLogger("rony.server")
 
 CLOSE_TIMEOUT = 2.0
 """Seconds a close handshake may take before the socket is dropped."""
+
+# Server WebSocket frames are unmasked: FIN + opcode, then the length (RFC 6455 §5.2).
+_BINARY_HEADERS = [bytes((0x82, n)) for n in range(126)]
+_LEN16 = struct.Struct("!BBH").pack
+_LEN64 = struct.Struct("!BBQ").pack
+_SPLIT_OVER = 16 * 1024  # a larger payload is written after its header, not copied into it
+
+
+def _frame_writer(ws: web.WebSocketResponse) -> Any:
+    """aiohttp's frame writer of a prepared WebSocket if it has what ``WSConn`` writes
+    through directly, else None (then every frame goes through ``send_bytes``).
+
+    These are aiohttp internals (``_writer``, its ``_closing`` flag, ``transport`` and
+    ``protocol``); tests/server/test_ws_direct_write.py fails if a release renames them.
+    """
+    writer = getattr(ws, "_writer", None)
+    transport = getattr(writer, "transport", None)
+    protocol = getattr(writer, "protocol", None)
+    if (
+        isinstance(getattr(writer, "_closing", None), bool)
+        and isinstance(transport, asyncio.WriteTransport)
+        and isinstance(getattr(protocol, "writing_paused", None), bool)
+    ):
+        return writer
+    return None
 
 
 def canonical_header(name: str) -> str:
@@ -97,13 +124,16 @@ class WSConn(_Values):
         "_drained",
         "_queue",
         "_waiter",
+        "_writer",
         "close_task",
+        "context",
+        "ended",
         "idle_workers",
         "inflight",
         "last_activity",
         "loop",
-        "pending",
         "queue_size",
+        "reader",
         "reader_done",
         "request",
         "slot_waiter",
@@ -132,11 +162,13 @@ class WSConn(_Values):
         self.last_activity = self.loop.time()
         self.inflight = 0
         self.slot_waiter: asyncio.Future[None] | None = None
-        # Received frames not yet started (data, is_json), the futures idle dispatch workers
-        # wait on, and whether the reader loop has ended (see Gateway._ws_worker).
-        self.pending: collections.deque[tuple[bytes, bool]] = collections.deque()
+        # The futures idle workers wait on for the reader role, whether reading has ended, and
+        # the future the connection's aiohttp handler waits on until then (Gateway._ws_worker).
         self.idle_workers: list[asyncio.Future[None]] = []
         self.reader_done = False
+        self.ended: asyncio.Future[None] = self.loop.create_future()
+        self.reader: asyncio.Task[None] | None = None  # the worker that reads the socket now
+        self.context = contextvars.copy_context()  # every request starts in a copy of this
         self.text_mode = False  # set once the client sends a text (JSON) frame
         self._queue: collections.deque[bytes | str] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -144,6 +176,10 @@ class WSConn(_Values):
         # Fast path: with compression off, aiohttp writes a frame to the transport at once and
         # only suspends for flow control, so an idle writer lets us write in the caller.
         self._direct = not compress
+        # Faster still: a small binary frame is written straight to the transport while
+        # nothing is queued, the transport is not paused and no close frame went out: the
+        # bytes aiohttp would write, without its two coroutines (~0.8 µs of a ~20 µs call).
+        self._writer = _frame_writer(ws) if self._direct else None
         self._blocked: asyncio.Task[None] | None = None
         self._drained: list[asyncio.Future[None]] = []
         self.close_task: asyncio.Task[None] | None = None
@@ -159,6 +195,24 @@ class WSConn(_Values):
         """Queue one binary frame (protobuf)."""
         frame = env.SerializeToString()
         if self._direct and not self._closing and not self._queue and self._blocked is None:
+            writer = self._writer
+            if (
+                writer is not None
+                and not writer._closing
+                and not writer.protocol.writing_paused
+                and not writer.transport.is_closing()
+            ):
+                n = len(frame)
+                transport = writer.transport
+                if n < 126:
+                    transport.write(_BINARY_HEADERS[n] + frame)
+                elif n < 65536:
+                    transport.write(_LEN16(0x82, 126, n) + frame)
+                else:
+                    transport.write(_LEN64(0x82, 127, n))
+                    transport.write(frame)
+                self.last_activity = self.loop.time()
+                return
             self._write_now(frame)  # _enqueue's fast path, one call fewer per reply
             return
         self._enqueue(frame)
@@ -306,7 +360,7 @@ class WSConn(_Values):
                 transport.abort()
 
     async def finish(self) -> None:
-        """After the reader loop ended: stop the writer, release everything."""
+        """After reading ended: stop the writer, release everything."""
         self._closing = True
         self._queue.clear()
         waiter = self._waiter
