@@ -1,6 +1,6 @@
 """The gateway against its baselines, each measured in the same run.
 
-    hatch run bench:gateway [--seconds S] [--clients N] [--rounds R] [--loaders L]
+    hatch run bench:gateway [--seconds S] [--clients N] [--rounds R] [--loaders L] [--only ws]
 
 Figures (ours / baseline / goal):
 
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import os
 import statistics
 import subprocess
@@ -93,12 +94,30 @@ asyncio.run(main())
 """
 
 
+# Every server process gets the same fixed glibc mmap and trim thresholds. asyncio reads a socket into a
+# fresh 256 KiB buffer per recv(); under glibc's *dynamic* threshold that buffer is mmap'ed,
+# mremap'ed and munmap'ed on every message until the process happens to free a large block,
+# after which it comes from the heap (glibc then raises both thresholds). That state flips with a process's history (a raw aiohttp
+# echo server measured 28 µs/call before serving any HTTP request and 14 µs after), so without
+# this the ratios measured the allocator's history, not the servers.
+SERVER_ENV = {
+    **os.environ,
+    "MALLOC_MMAP_THRESHOLD_": str(4 * 1024 * 1024),
+    "MALLOC_TRIM_THRESHOLD_": str(8 * 1024 * 1024),  # else each free at the heap top trims
+}
+
+
 class Server:
     """A server subprocess that prints ``listening on URL`` once ready."""
 
     def __init__(self, args: list[str]) -> None:
         self.proc = subprocess.Popen(
-            args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+            args,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=SERVER_ENV,
         )
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
@@ -393,6 +412,8 @@ async def dispatch_us(number: int) -> tuple[float, float]:
 
 
 def line(name: str, ours: float, base: float, unit: str, goal: str) -> None:
+    if math.isnan(ours) or math.isnan(base):
+        return  # not measured in this run (--only)
     ratio = ours / base if base else float("nan")
     print(f"{name:<36} ours {ours:>10.1f} {unit:<8} baseline {base:>10.1f} {unit:<8} "
           f"ratio {ratio:6.2f}x  (goal {goal})", flush=True)  # fmt: skip
@@ -408,6 +429,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--loaders", type=int, default=2, help="load processes (clients split)")
     ap.add_argument("--number", type=int, default=50_000)
+    ap.add_argument(
+        "--only", choices=("ws", "http", "grpc"), action="append",
+        help="run only these socket figures (repeatable); skips dispatch and RSS",
+    )  # fmt: skip
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.clients} clients "
           f"from {args.loaders} load processes, {args.seconds}s per run, "
@@ -431,6 +456,12 @@ def main() -> None:
                     ("http_raw", "http", raw, False),
                     ("grpc", "grpc", grpc_srv, False),
                 ):
+                    if args.only and kind not in args.only and not (
+                        name == "ws_ours" and "grpc" in args.only
+                    ):
+                        rate[name].append(float("nan"))
+                        cpu[name].append(float("nan"))
+                        continue
                     r, u = loaders.run(kind, server, c, sec, is_rony)
                     rate[name].append(r)
                     cpu[name].append(u)
@@ -452,6 +483,8 @@ def main() -> None:
             rony.stop()
             raw.stop()
             grpc_srv.stop()
+    if args.only:
+        return
 
     runs = [asyncio.run(dispatch_us(args.number)) for _ in range(args.rounds)]
     ours_us = statistics.median(r[0] for r in runs)
