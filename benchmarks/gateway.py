@@ -94,12 +94,13 @@ asyncio.run(main())
 """
 
 
-# Every server process gets the same fixed glibc mmap and trim thresholds. asyncio reads a socket into a
-# fresh 256 KiB buffer per recv(); under glibc's *dynamic* threshold that buffer is mmap'ed,
-# mremap'ed and munmap'ed on every message until the process happens to free a large block,
-# after which it comes from the heap (glibc then raises both thresholds). That state flips with a process's history (a raw aiohttp
-# echo server measured 28 µs/call before serving any HTTP request and 14 µs after), so without
-# this the ratios measured the allocator's history, not the servers.
+# Every server process gets the same fixed glibc mmap and trim thresholds. asyncio reads a
+# socket into a fresh 256 KiB buffer per recv(); under glibc's *dynamic* thresholds that buffer
+# is mmap'ed, mremap'ed and munmap'ed on every message until the process happens to free a large
+# block, after which it comes from the heap (glibc then raises both thresholds). That state
+# flips with a process's history (a raw aiohttp echo server measured 28 µs/call before serving
+# any HTTP request and 14 µs after), so without this the ratios measured the allocator's
+# history, not the servers.
 SERVER_ENV = {
     **os.environ,
     "MALLOC_MMAP_THRESHOLD_": str(4 * 1024 * 1024),
