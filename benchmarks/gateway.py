@@ -457,8 +457,10 @@ def main() -> None:
                     ("http_raw", "http", raw, False),
                     ("grpc", "grpc", grpc_srv, False),
                 ):
-                    if args.only and kind not in args.only and not (
-                        name == "ws_ours" and "grpc" in args.only
+                    if (
+                        args.only
+                        and kind not in args.only
+                        and not (name == "ws_ours" and "grpc" in args.only)
                     ):
                         rate[name].append(float("nan"))
                         cpu[name].append(float("nan"))
