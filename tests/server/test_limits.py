@@ -139,6 +139,17 @@ async def test_handler_timeout_e06(test_app: App, http: aiohttp.ClientSession) -
         assert unwrap(await recv_env(ws), Pong).ID == 1
 
 
+async def test_handler_timeout_e06_over_http(test_app: App, http: aiohttp.ClientSession) -> None:
+    """The HTTP request's own task is the one the timeout cancels (the gateway passes it)."""
+    async with serve(test_app, handler_timeout=0.1) as edge:
+        async with http.post(edge.url, data=req(C_Sleep, Ping(ID=500), 9)) as r:
+            assert r.status == 408
+            env = decode_envelope(await r.read())
+        assert env.RequestID == 9
+        assert error_of(env).Code == "E06"
+        await _ping_ok(http, edge.url)
+
+
 async def test_slow_consumer_closed_with_1008(test_app: App, http: aiohttp.ClientSession) -> None:
     async with serve(test_app, write_queue_size=8) as edge:
         async with http.ws_connect(edge.url) as ws:

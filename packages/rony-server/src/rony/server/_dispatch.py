@@ -176,7 +176,8 @@ class Dispatcher:
 
         Returns the awaitable of ``dispatch`` (the replies buffered for a non-persistent conn).
         ``task`` and ``now``: the task that will run it and the loop's time, when the caller
-        knows them (the gateway's WebSocket workers): saves the chain looking them up.
+        knows them (the gateway does): saves the chain looking them up, which costs a getpid()
+        system call in CPython 3.11's ``asyncio.get_running_loop``.
         """
         try:
             if json:
@@ -209,13 +210,15 @@ class Dispatcher:
         *,
         kind: Kind = Kind.GATEWAY,
         reply: Reply | None = None,
+        task: asyncio.Task[Any] | None = None,
+        now: float = 0.0,
     ) -> Coroutine[Any, Any, list[MessageEnvelope]]:
         """Run one envelope (or container); the awaitable gives the buffered replies (empty
-        with ``reply``)."""
+        with ``reply``). ``task`` and ``now`` as for ``dispatch_bytes``."""
         dctx = _Dispatch(conn, kind, self.settings.server_id, self.services, reply)
         if env.Constructor == C_MessageContainer:
             return self._container(dctx, env)
-        return self._execute(dctx, env, None, True)
+        return self._execute(dctx, env, None, True, task, now)
 
     async def _container(self, dctx: _Dispatch, env: MessageEnvelope) -> list[MessageEnvelope]:
         await self._run_container(dctx, env)

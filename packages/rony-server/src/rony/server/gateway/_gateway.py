@@ -131,6 +131,7 @@ class Gateway:
         self._trusted = parse_networks(settings.trusted_proxies)
         self._conn_ids = itertools.count(1)
         self._runner: web.ServerRunner | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._server: _Server | None = None
         self._site: web.TCPSite | None = None
         self._stopping = False
@@ -143,6 +144,7 @@ class Gateway:
 
     async def start(self) -> tuple[str, int]:
         s = self.settings
+        self._loop = asyncio.get_running_loop()
         self._server = _Server(
             self._handle,
             keepalive_timeout=s.idle_timeout,
@@ -199,6 +201,10 @@ class Gateway:
             await asyncio.wait(self._ws_handlers, timeout=CLOSE_TIMEOUT)
         runner, self._runner = self._runner, None
         await runner.cleanup()
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
 
     # --- push ---------------------------------------------------------------------------------
 
@@ -336,7 +342,9 @@ class Gateway:
         )
         self._begin()
         try:
-            replies = await self.dispatcher.dispatch_bytes(conn, body, json=json)
+            replies = await self.dispatcher.dispatch_bytes(
+                conn, body, json=json, task=request.task, now=self._now()
+            )
         finally:
             self._end()
         if not replies:
@@ -374,7 +382,9 @@ class Gateway:
             else:
                 self._begin()
                 try:
-                    replies = await self.dispatcher.dispatch(conn, env)
+                    replies = await self.dispatcher.dispatch(
+                        conn, env, task=request.task, now=self._now()
+                    )
                 finally:
                     self._end()
                 out = render_response(route, replies, request.raw_path)
