@@ -41,7 +41,8 @@ def _frame_writer(ws: web.WebSocketResponse) -> Any:
     through directly, else None (then every frame goes through ``send_bytes``).
 
     These are aiohttp internals (``_writer``, its ``_closing`` flag, ``transport`` and
-    ``protocol``); tests/server/test_ws_direct_write.py fails if a release renames them.
+    ``protocol`` with its ``_paused`` flow-control flag); tests/server/test_ws_direct_write.py
+    fails if a release renames them.
     """
     writer = getattr(ws, "_writer", None)
     transport = getattr(writer, "transport", None)
@@ -49,7 +50,7 @@ def _frame_writer(ws: web.WebSocketResponse) -> Any:
     if (
         isinstance(getattr(writer, "_closing", None), bool)
         and isinstance(transport, asyncio.WriteTransport)
-        and isinstance(getattr(protocol, "writing_paused", None), bool)
+        and isinstance(getattr(protocol, "_paused", None), bool)
     ):
         return writer
     return None
@@ -199,11 +200,10 @@ class WSConn(_Values):
             if (
                 writer is not None
                 and not writer._closing
-                and not writer.protocol.writing_paused
-                and not writer.transport.is_closing()
+                and not writer.protocol._paused
+                and not (transport := writer.transport).is_closing()
             ):
                 n = len(frame)
-                transport = writer.transport
                 if n < 126:
                     transport.write(_BINARY_HEADERS[n] + frame)
                 elif n < 65536:
