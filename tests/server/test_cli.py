@@ -135,6 +135,29 @@ def test_settings_precedence(tmp_path: Path) -> None:
         load_settings(config_file=cfg, environ={})
 
 
+@pytest.mark.parametrize(
+    ("toml", "env", "message"),
+    [
+        ("", {"RONY_GATEWAY_PORT": "abc"}, "gateway_port: 'abc' is not a number"),
+        ("", {"RONY_IDLE_TIMEOUT": "soon"}, "idle_timeout: 'soon' is not a number"),
+        ("max_connections = [1]\n", {}, "max_connections: \\[1\\] is not a number"),
+        ("gateway_port = true\n", {}, "gateway_port: True is not a number"),
+        ("replica_set = 1.5\n", {}, "replica_set: 1.5 is not an integer"),
+        ("trusted_proxies = 5\n", {}, "trusted_proxies: 5 is not a list"),
+        ("server_id = [1]\n", {}, "server_id: \\[1\\] is not a string"),
+    ],
+)
+def test_settings_bad_value_names_the_setting(
+    tmp_path: Path, toml: str, env: dict[str, str], message: str
+) -> None:
+    # A value of the wrong kind is a ValueError naming the setting (rony serve prints it and
+    # exits 2), never a bare int() message or a TypeError traceback.
+    cfg = tmp_path / "rony.toml"
+    cfg.write_text(toml)
+    with pytest.raises(ValueError, match=message):
+        load_settings(config_file=cfg, environ=env)
+
+
 def test_cli_help_lists_serve(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--help"])

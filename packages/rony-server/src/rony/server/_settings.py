@@ -148,6 +148,8 @@ def _coerce(name: str, value: Any) -> Any:
     if "tuple" in kind:
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
+        if not isinstance(value, list | tuple):
+            raise ValueError(f"{name}: {value!r} is not a list")
         return tuple(str(v) for v in value)
     if kind.startswith("bool"):
         if isinstance(value, bool):
@@ -158,11 +160,21 @@ def _coerce(name: str, value: Any) -> Any:
         if text in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"{name}: {value!r} is not a boolean")
-    if kind.startswith("int"):
-        return int(value)
-    if kind.startswith("float"):
-        return float(value)
-    return str(value) if not isinstance(value, Path) else value
+    if kind.startswith(("int", "float")):
+        # A TOML bool, list or table is no number (int(True) would quietly give 1).
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            raise ValueError(f"{name}: {value!r} is not a number")
+        if kind.startswith("int") and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{name}: {value!r} is not an integer")
+        try:
+            return int(value) if kind.startswith("int") else float(value)
+        except ValueError:
+            raise ValueError(f"{name}: {value!r} is not a number") from None
+    if isinstance(value, Path):
+        return value
+    if not isinstance(value, str | int | float):
+        raise ValueError(f"{name}: {value!r} is not a string")
+    return str(value)
 
 
 def _from_mapping(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
