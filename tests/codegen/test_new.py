@@ -43,7 +43,15 @@ def test_project_names(name: str, expected: tuple[str, str]) -> None:
     assert project_names(name) == expected
 
 
-@pytest.mark.parametrize("name", ["", "1abc", "has space", "class", "rony", "tests", "a/b"])
+@pytest.mark.parametrize(
+    "name",
+    # http, json, email, abc: standard modules already imported (the skeleton would import the
+    # stdlib module, not the project); echo-request: a service named like its own message.
+    [
+        *("", "1abc", "has space", "class", "rony", "tests", "a/b"),
+        *("http", "json", "email", "abc", "pytest", "echo-request", "Echo_Response"),
+    ],
+)
 def test_unusable_names_are_refused(name: str, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="project name"):
         new_project(name, tmp_path)

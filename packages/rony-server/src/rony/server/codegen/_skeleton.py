@@ -18,6 +18,7 @@ from __future__ import annotations
 import keyword
 import os
 import re
+import sys
 from pathlib import Path
 
 from ._names import snake_case
@@ -25,7 +26,16 @@ from ._names import snake_case
 __all__ = ["ProjectExistsError", "new_project", "project_names"]
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
-_TAKEN = frozenset({"rony", "test", "tests", "google", "grpc", "aiohttp"})
+# Package names the project cannot take: its own import of them would find a module that the
+# interpreter, pytest or rony has already loaded (``http``, ``json``, ``abc``...), so the
+# skeleton would not import.
+_TAKEN = frozenset(
+    {"rony", "test", "tests", "google", "grpc", "grpc_tools", "aiohttp", "pytest"}
+    | {"pytest_asyncio", "lmdb", "websockets", "yarl", "multidict"}
+    | sys.stdlib_module_names
+)
+# Names the skeleton's .proto defines itself, which its service must not be called.
+_SKELETON_MESSAGES = frozenset({"EchoRequest", "EchoResponse"})
 
 
 class ProjectExistsError(FileExistsError):
@@ -43,6 +53,11 @@ def project_names(name: str) -> tuple[str, str]:
     if keyword.iskeyword(package) or package in _TAKEN or not package.isidentifier():
         raise ValueError(f"project name {name!r}: package name {package!r} is not usable")
     service = "".join(part[:1].upper() + part[1:] for part in package.split("_") if part)
+    if service in _SKELETON_MESSAGES:
+        raise ValueError(
+            f"project name {name!r}: its service {service!r} would clash with the message of "
+            "that name in the skeleton's .proto"
+        )
     return package, service
 
 
