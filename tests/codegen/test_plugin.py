@@ -204,6 +204,18 @@ def test_bad_rest_method(tmp_path: Path) -> None:
     )
 
 
+def test_options_rest_method_is_refused(tmp_path: Path) -> None:
+    # The gateway answers every OPTIONS request as a CORS preflight: the route would never run.
+    proto = (
+        HEADER + "package bad;\nservice Svc {\n  rpc Get (Req) returns (Req) {\n"
+        '    option (rony_rest) = { method: "options" path: "/x" };\n  }\n}\n'
+        "message Req { int64 id = 1; }\n"
+    )
+    assert "bad.proto:6:5: rony_rest method 'options': the gateway answers" in _error(
+        tmp_path, {"bad.proto": proto}
+    )
+
+
 def test_streaming_rpc_is_refused(tmp_path: Path) -> None:
     proto = (
         HEADER + "package bad;\nservice Svc {\n  rpc Watch (Req) returns (stream Req);\n}\n"

@@ -132,6 +132,9 @@ def test_rest_route_validation() -> None:
         app.rest("get", "/x", 1, Kinds, bind_query_param=["oops"])
     with pytest.raises(ValueError, match="method"):
         app.rest("fetch", "/x", 1, Kinds)
+    # The gateway answers every OPTIONS request as a CORS preflight: such a route never runs.
+    with pytest.raises(ValueError, match="CORS preflight"):
+        app.rest("options", "/x", 1, Kinds)
 
 
 async def test_every_scalar_kind_binds_exactly() -> None:

@@ -27,7 +27,9 @@ Handler = Callable[[RequestCtx], Awaitable[None]]
 Hook = Callable[["Edge"], Awaitable[None]]
 """A startup or shutdown hook: ``async def hook(edge) -> None``."""
 
-_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Not OPTIONS: the gateway answers every OPTIONS request as a CORS preflight (as Go Rony), so
+# an OPTIONS route would never run there (and only the in-process TestClient would reach it).
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _SEGMENT = re.compile(r"^(?:[:*][A-Za-z_][A-Za-z0-9_]*|[^:*]*)$")
 
 # Field kinds a path or query parameter can be bound to. Go Rony skipped float, bool and enum
@@ -174,6 +176,11 @@ class App:
         Bindings are checked now, so a typo fails at import rather than per request.
         """
         verb = method.upper()
+        if verb == "OPTIONS":
+            raise ValueError(
+                f"REST route OPTIONS {path}: the gateway answers every OPTIONS request as a "
+                "CORS preflight, so this route would never run"
+            )
         if verb not in _HTTP_METHODS:
             raise ValueError(f"REST method {method!r} is not one of {sorted(_HTTP_METHODS)}")
         norm = "/" + path.strip("/")

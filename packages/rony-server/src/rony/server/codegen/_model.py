@@ -34,7 +34,9 @@ __all__ = [
     "build_model",
 ]
 
-_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Not OPTIONS: the gateway answers every OPTIONS request as a CORS preflight (rony.server's App
+# refuses such a route too).
+_HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _PARAM = re.compile(r"^[:*][A-Za-z_][A-Za-z0-9_]*$")
 _STATIC = re.compile(r"^[^:*]*$")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -230,7 +232,12 @@ def _check_field(ref: MessageRef, fname: str, why: str, problems: list[str], whe
 
 def _rest(opt: options_pb2.RestOpt, ref: MessageRef, problems: list[str], where: str) -> RestModel:
     verb = opt.method.strip().upper()
-    if verb not in _HTTP_METHODS:
+    if verb == "OPTIONS":
+        problems.append(
+            f"{where}: rony_rest method {opt.method!r}: the gateway answers every OPTIONS "
+            "request as a CORS preflight, so this route would never run"
+        )
+    elif verb not in _HTTP_METHODS:
         problems.append(
             f"{where}: rony_rest method {opt.method!r} is not one of "
             f"{', '.join(sorted(m.lower() for m in _HTTP_METHODS))}"
