@@ -132,6 +132,21 @@ def test_rest_route_validation() -> None:
         app.rest("get", "/x", 1, Kinds, bind_query_param=["oops"])
     with pytest.raises(ValueError, match="method"):
         app.rest("fetch", "/x", 1, Kinds)
+    # Routes the router cannot tell apart fail at registration, not when the Edge starts.
+    app.rest("get", "/a/:x", 1, Kinds)
+    with pytest.raises(ValueError, match=r"parameter :y clashes with :x"):
+        app.rest("get", "/a/:y/more", 2, Kinds)
+    app.rest("get", "/w/*rest", 1, Kinds)
+    with pytest.raises(ValueError, match=r"wildcard \*all clashes with /w/\*rest"):
+        app.rest("get", "/w/*all", 2, Kinds)
+    # One path for two different methods is refused; the same method again replaces its route.
+    with pytest.raises(ValueError, match="already the route of constructor 1"):
+        app.rest("get", "/a/:x", 2, Kinds)
+    app.rest("get", "/a/:x", 1, Kinds, json_encode=True)
+    assert sorted((r.path, r.json_encode) for r in app.routes) == [
+        ("/a/:x", True),
+        ("/w/*rest", False),
+    ]
     # The gateway answers every OPTIONS request as a CORS preflight: such a route never runs.
     with pytest.raises(ValueError, match="CORS preflight"):
         app.rest("options", "/x", 1, Kinds)

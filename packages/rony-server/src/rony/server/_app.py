@@ -209,8 +209,21 @@ class App:
         route = RestRoute(
             verb, norm, constructor, request_class, path_fields, query_fields, json_encode
         )
-        self.routes = [r for r in self.routes if (r.method, r.path) != (verb, norm)]
-        self.routes.append(route)
+        routes = []
+        for r in self.routes:
+            if (r.method, r.path) != (verb, norm):
+                routes.append(r)
+            elif r.constructor != constructor:  # the same method registered again replaces
+                raise ValueError(
+                    f"REST route {where} is already the route of constructor {r.constructor}"
+                )
+        routes.append(route)
+        # Build the gateway's router now, so routes it cannot tell apart (``/a/:x`` beside
+        # ``/a/:y``, two wildcards at one place) fail here rather than when the Edge starts.
+        from rony.server.gateway._rest import RestRouter
+
+        RestRouter(routes)
+        self.routes = routes
 
     def add_pre_handler(self, *handlers: Handler) -> None:
         """Handlers run before every request's chain (not before the builtins; see Dispatcher)."""

@@ -99,6 +99,11 @@ class RestRouter:
                     )
                 node = node.param
             elif seg.startswith("*"):
+                if node.wildcard is not None and node.wildcard.path != route.path:
+                    raise ValueError(
+                        f"REST route {route.method} {route.path}: wildcard {seg} clashes with "
+                        f"{node.wildcard.path} at the same place"
+                    )
                 node.wildcard = route
                 node.wildcard_name = seg[1:]
                 return
