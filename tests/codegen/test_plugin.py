@@ -216,6 +216,38 @@ def test_options_rest_method_is_refused(tmp_path: Path) -> None:
     )
 
 
+def test_rest_routes_that_clash_are_refused(tmp_path: Path) -> None:
+    # rony.server's App refuses these together: a same route for two rpcs (whatever the
+    # parameter names), and two names for the parameter at one place.
+    def rpc(name: str, method: str, path: str) -> str:
+        return (
+            f"  rpc {name} (Req) returns (Req) {{\n"
+            f'    option (rony_rest) = {{ method: "{method}" path: "{path}" }};\n  }}\n'
+        )
+
+    proto = (
+        HEADER
+        + "package bad;\nservice Svc {\n"
+        + rpc("A", "get", "/x/:id")
+        + rpc("B", "GET", "/x/:other")
+        + rpc("C", "get", "/x/:ident/more")
+        + rpc("D", "post", "/x/:other")
+        + rpc("E", "get", "/w/*rest")
+        + "}\nservice Two {\n"
+        + rpc("F", "get", "/w/*all")
+        + "}\nmessage Req {\n  int64 id = 1; int64 other = 2; int64 ident = 3;\n"
+        + "  string rest = 4; string all = 5;\n}\n"
+    )
+    error = _error(tmp_path, {"bad.proto": proto})
+    assert error.splitlines() == [
+        "bad.proto:9:5: rony_rest GET /x/:other of rpc Svc.B is the same route as that of rpc "
+        "Svc.A",
+        "bad.proto:12:5: rony_rest path '/x/:ident/more': parameter :ident is :id at the same "
+        "place in the route of rpc Svc.A; use one name",
+        "bad.proto:23:5: rony_rest GET /w/*all of rpc Two.F is the same route as that of rpc Svc.E",
+    ]
+
+
 def test_streaming_rpc_is_refused(tmp_path: Path) -> None:
     proto = (
         HEADER + "package bad;\nservice Svc {\n  rpc Watch (Req) returns (stream Req);\n}\n"

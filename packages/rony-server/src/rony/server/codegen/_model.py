@@ -361,6 +361,7 @@ def _file(
         where = locs.where((_MESSAGE_TYPE, i))
         ids.append(_Id(cid, m.name, f"message {full}", where, True))
     services: list[ServiceModel] = []
+    routes: list[tuple[MethodModel, str, str]] = []  # (method, where, "Service.Method")
     prefix = f"{f.package}." if f.package else ""
     for si, s in enumerate(f.service):
         methods: list[MethodModel] = []
@@ -380,6 +381,10 @@ def _file(
                 )
             py_names[model.py_name] = rpc.name
             methods.append(model)
+            if model.rest is not None:
+                path = (_SERVICE, si, _METHOD, mi)
+                rest_where = locs.where((*path, _OPTIONS, _REST_EXT), (*path, _OPTIONS), path)
+                routes.append((model, rest_where, f"{s.name}.{rpc.name}"))
         services.append(
             ServiceModel(
                 name=s.name,
@@ -390,6 +395,7 @@ def _file(
             )
         )
     _check_names(locs, services, problems)
+    _check_routes(routes, problems)
     return FileModel(
         proto=f.name,
         pb2_module=module + "_pb2",
@@ -411,6 +417,36 @@ def _check_names(locs: _Locations, services: list[ServiceModel], problems: list[
                     f"{where}: services {owners[name]} and {s.name} both generate {name!r}"
                 )
             owners[name] = s.name
+
+
+def _check_routes(routes: list[tuple[MethodModel, str, str]], problems: list[str]) -> None:
+    """REST routes of one file that rony.server's App refuses together (it raises when the
+    generated ``register_*`` runs): one method+path twice (a ``:param`` or ``*wildcard`` matches
+    whatever its name), or two names for the parameter at one place of the path."""
+    shapes: dict[tuple[str, ...], str] = {}
+    params: dict[tuple[str, ...], tuple[str, str]] = {}
+    for m, where, label in routes:
+        assert m.rest is not None
+        verb = m.rest.method.upper()
+        segments = [seg for seg in m.rest.path.split("/") if seg]
+        shape = tuple(seg[0] if seg[:1] in (":", "*") else seg for seg in segments)
+        first = shapes.setdefault((verb, *shape), label)
+        if first != label:
+            problems.append(
+                f"{where}: rony_rest {verb} {m.rest.path} of rpc {label} is the same route as "
+                f"that of rpc {first}"
+            )
+            continue
+        for i, seg in enumerate(segments):
+            if seg[:1] != ":":
+                continue
+            name, owner = params.setdefault((verb, *shape[:i]), (seg[1:], label))
+            if name != seg[1:]:
+                problems.append(
+                    f"{where}: rony_rest path {m.rest.path!r}: parameter {seg} is :{name} at the "
+                    f"same place in the route of rpc {owner}; use one name"
+                )
+                break
 
 
 # rony.core's own wire messages (id -> full name). Taken from msg.proto itself rather than the
