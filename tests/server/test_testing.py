@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -12,7 +13,7 @@ from examples.echo.sample_pb2 import EchoRequest, EchoResponse
 from examples.echo.sample_rony import C_SampleEcho
 from rony.core import C_Ping, Ping, Pong, decode_envelope, unwrap
 from rony.core.errors import InvalidError
-from rony.server import Edge
+from rony.server import App, Edge
 from rony.server.testing import TestClient, UnexpectedReply
 
 from .conftest import req
@@ -50,3 +51,23 @@ async def test_rony_node_fixture(
     ):
         assert unwrap(decode_envelope(await r.read()), Pong).ID == 9
     assert edge.server_id == "fx"
+
+
+async def test_test_client_that_fails_to_start_removes_its_data_folder() -> None:
+    # `async with` does not call __aexit__ when __aenter__ raised: the temporary data folder
+    # was left behind (and cleaned up by the GC with a ResourceWarning).
+    app = App("boom")
+    seen: list[Path] = []
+
+    @app.on_startup
+    async def boom(edge: Edge) -> None:
+        seen.append(Path(edge.settings.data_dir))
+        raise RuntimeError("startup failed")
+
+    client = TestClient(app)
+    with pytest.raises(RuntimeError, match="startup failed"):
+        async with client:
+            pass
+    assert len(seen) == 1
+    assert not seen[0].exists()
+    assert client.edge is None

@@ -118,8 +118,16 @@ class TestClient:
         if "data_dir" not in overrides:
             self._tmp = tempfile.TemporaryDirectory(prefix="rony-test-")
             overrides["data_dir"] = self._tmp.name
-        self.edge = _edge_for(self._app, overrides)
-        await self.edge.start(serve_gateway=False)
+        edge = _edge_for(self._app, overrides)
+        try:
+            await edge.start(serve_gateway=False)
+        except BaseException:
+            # `async with` does not call __aexit__ when __aenter__ raised: clean up here.
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
+            raise
+        self.edge = edge
 
     async def close(self) -> None:
         if self.edge is not None:
