@@ -128,3 +128,34 @@ def test_edge_of_refuses_a_request_not_served_by_an_edge() -> None:
     ctx = DispatchCtx(MemoryConn()).new_request(build_request(Ping()))
     with pytest.raises(RuntimeError):
         edge_of(ctx)
+
+
+async def test_stop_during_a_start_that_fails_runs_no_shutdown_hook(tmp_path: object) -> None:
+    # stop() waits for a start() in progress; when that start failed (and cleaned up), the stop
+    # has nothing left to do: no shutdown hook for a node whose startup never completed.
+    app = App("half")
+    entered = asyncio.Event()
+    release = asyncio.Event()
+    shutdown: list[str] = []
+
+    @app.on_startup
+    async def slow_then_fail(edge: Edge) -> None:
+        entered.set()
+        await release.wait()
+        raise RuntimeError("startup failed")
+
+    @app.on_shutdown
+    async def on_shutdown(edge: Edge) -> None:
+        shutdown.append("ran")
+
+    edge = Edge(app, data_dir=str(tmp_path))
+    starting = asyncio.ensure_future(edge.start())
+    await entered.wait()
+    stopping = asyncio.ensure_future(edge.stop(1.0))
+    await asyncio.sleep(0)  # the stop is now waiting for the start
+    release.set()
+    with pytest.raises(RuntimeError, match="startup failed"):
+        await starting
+    await asyncio.wait_for(stopping, 5)
+    assert shutdown == []
+    assert not edge.running

@@ -254,6 +254,8 @@ class Edge:
         if self._start_lock is not None:
             async with self._start_lock:  # wait for a start() in progress
                 pass
+        if self._state == "stopped":  # that start failed and cleaned up after itself
+            return
         self._state = "stopping"
         grace = self.settings.shutdown_grace if grace is None else grace
         try:
