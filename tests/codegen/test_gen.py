@@ -131,6 +131,22 @@ def test_cli_gen_reports_and_exits_nonzero(
     assert _snapshot(out) == before
 
 
+def test_cli_gen_and_new_report_an_unwritable_destination(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # --out / --dir naming a file: a one-line error and exit 1, not an OSError traceback.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    sample = FIXTURES / "sample.proto"
+    code = cli.main(["gen", str(sample), "--out", str(blocker), "-I", str(FIXTURES)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "rony gen: nothing was written: [Errno" in err
+    assert blocker.read_text() == ""
+    assert cli.main(["new", "hello", "--dir", str(blocker)]) == 1
+    assert "rony new: [Errno" in capsys.readouterr().err
+
+
 def test_cli_gen_defaults_to_every_proto_under_cwd(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -17,7 +17,7 @@ from rony.server.cli import Subcommand
 
 from ._driver import check, discover, generate
 from ._model import GenerationError
-from ._skeleton import ProjectExistsError, new_project, project_names
+from ._skeleton import new_project, project_names
 
 __all__ = ["SUBCOMMANDS"]
 
@@ -74,6 +74,9 @@ def _run_gen(args: argparse.Namespace) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    except OSError as exc:  # e.g. --out names a file; generate() has undone its writes
+        print(f"rony gen: nothing was written: {exc}", file=sys.stderr)
+        return 1
     for path in result.written:
         print(f"wrote {_rel(path)}")
     if not result.written:
@@ -89,7 +92,7 @@ def _configure_new(p: argparse.ArgumentParser) -> None:
 def _run_new(args: argparse.Namespace) -> int:
     try:
         root = new_project(args.name, args.dir)
-    except (ValueError, ProjectExistsError) as exc:
+    except (ValueError, OSError) as exc:  # OSError: ProjectExistsError, --dir is a file...
         print(f"rony new: {exc}", file=sys.stderr)
         return 1
     package, _ = project_names(args.name)
