@@ -158,6 +158,14 @@ def test_settings_bad_value_names_the_setting(
         load_settings(config_file=cfg, environ=env)
 
 
+def test_rony_serve_bad_log_level_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # Checked by argparse (exit 2, usage message), not a ValueError traceback from logging.
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "examples.echo.app:app", "--log-level", "chatty"])
+    assert exc.value.code == 2
+    assert "'chatty' is not a logging level" in capsys.readouterr().err
+
+
 def test_cli_help_lists_serve(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["--help"])

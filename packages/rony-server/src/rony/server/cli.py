@@ -85,12 +85,21 @@ def _configure_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--replica-set", type=int, help="this node's replica set")
     p.add_argument("--config", metavar="FILE.toml", help="settings file (see EdgeSettings)")
     p.add_argument("--grace", type=float, help="seconds to finish requests on SIGTERM/SIGINT")
-    p.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
+    p.add_argument(
+        "--log-level", default="INFO", type=_log_level, help="logging level (default INFO)"
+    )
+
+
+def _log_level(text: str) -> str:
+    """A logging level name (any case); argparse reports anything else as a usage error."""
+    if not isinstance(logging.getLevelName(text.upper()), int):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a logging level (DEBUG, INFO, ...)")
+    return text.upper()
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=args.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
