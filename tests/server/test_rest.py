@@ -248,3 +248,39 @@ async def test_rest_over_socket_with_query_and_conn_values(http: aiohttp.ClientS
     ):
         assert r.status == 200
     assert seen == {"i32": "5", "q": "z", "h": "v"}
+
+
+def _closed_enum_class() -> type[Message]:
+    fdp = descriptor_pb2.FileDescriptorProto(
+        name="rest_closed_enum_test.proto", package="restclosed", syntax="proto2"
+    )
+    fdp.enum_type.add(name="Shade").value.add(name="DARK", number=0)
+    msg = fdp.message_type.add(name="Pick")
+    msg.field.add(
+        name="c", number=1, type=F.TYPE_ENUM, type_name=".restclosed.Shade", label=F.LABEL_OPTIONAL
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fdp)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("restclosed.Pick"))
+
+
+async def test_a_number_a_closed_enum_does_not_list_is_e01(http: aiohttp.ClientSession) -> None:
+    # protobuf refuses the number with a ValueError, which escaped bind_request: the gateway
+    # answered 500 (an unhandled exception in aiohttp's handler), the TestClient raised it.
+    app = App("closed")
+
+    async def echo(ctx: RequestCtx) -> None:
+        ctx.push_message(Pong(ID=1))
+
+    app.handle(C_Echo, echo)
+    app.rest("get", "/pick/:c", C_Echo, _closed_enum_class(), json_encode=True)
+    async with serve(app) as edge:
+        async with http.get(edge.url + "/pick/0") as r:
+            assert r.status == 200
+        async with http.get(edge.url + "/pick/7") as r:
+            assert r.status == 400
+            body = await r.json()
+        assert (body["Code"], body["Items"]) == ("E01", "REQUEST")
+        assert "not a value of Shade" in body["Description"]
+    async with TestClient(app) as client:
+        assert (await client.rest("GET", "/pick/7")).status == 400

@@ -212,7 +212,15 @@ def _convert(fd: FieldDescriptor, param: str, text: str) -> object:
 
 def _set(msg: Message, desc: Any, fname: str, param: str, text: str) -> None:
     fd = desc.fields_by_name[fname]
-    setattr(msg, fname, _convert(fd, param, text))
+    value = _convert(fd, param, text)
+    try:
+        setattr(msg, fname, value)
+    except ValueError:  # a number a closed (proto2) enum does not list
+        raise MalformedError(
+            "REQUEST",
+            f"parameter {param}={text!r}: not a value of "
+            f"{fd.enum_type.name if fd.enum_type else fd.name}",
+        ) from None
 
 
 def bind_request(
