@@ -215,3 +215,41 @@ def test_client_only_program_imports_stubs_without_rony_server(generated: Path) 
     res = run([sys.executable, "-c", code])
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["3702893579495285056", "CalcClient", "CalcSyncClient"]
+
+
+async def test_message_classes_named_like_the_generated_locals(tmp_path: Path) -> None:
+    # Legal (if unusual) lower-case message names equal to names the generated code binds
+    # itself: the handler's `req = ctx.message(req)` raised UnboundLocalError, and a message
+    # named `cast` replaced typing.cast.
+    protos = tmp_path / "protos" / "cglocals"
+    protos.mkdir(parents=True)
+    (protos / "names.proto").write_text(
+        'syntax = "proto3";\npackage cglocals;\n'
+        "service Names {\n"
+        "  rpc Take (req) returns (res);\n"
+        "  rpc Wrap (target) returns (cast);\n"
+        "}\n"
+        "message req { int64 id = 1; }\nmessage res { int64 id = 1; }\n"
+        "message target { int64 id = 1; }\nmessage cast { int64 id = 1; }\n"
+    )
+    out = tmp_path / "out"
+    generate([protos / "names.proto"], out, [tmp_path / "protos"])
+    sys.path.insert(0, str(out))
+    try:
+        mod = importlib.import_module("cglocals.names_rony")
+        pbm = importlib.import_module("cglocals.names_pb2")
+    finally:
+        sys.path.remove(str(out))
+
+    class Impl(mod.NamesBase):  # type: ignore[name-defined,misc]
+        async def take(self, ctx: RequestCtx, req: Any) -> Any:
+            return pbm.res(id=req.id + 1)
+
+        async def wrap(self, ctx: RequestCtx, req: Any) -> Any:
+            return pbm.cast(id=req.id * 2)
+
+    app = App("names")
+    mod.register_names(app, Impl())
+    async with TestClient(app) as client:
+        assert (await client.call(mod.C_NamesTake, pbm.req(id=1), pbm.res)).id == 2
+        assert (await client.call(mod.C_NamesWrap, pbm.target(id=3), pbm.cast)).id == 6

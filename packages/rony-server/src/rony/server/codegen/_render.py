@@ -26,7 +26,8 @@ WIDTH = 88
 """Lines are kept within this width (ruff's and black's default), so the file is stable under
 either default or the 100 columns of this repository."""
 
-# Names the generated module binds itself; an imported message class so named gets an alias.
+# Names the generated module binds itself (globals, and the parameters and locals of its
+# functions); an imported message class so named gets an alias.
 _RESERVED = frozenset(
     {
         "abc",
@@ -46,6 +47,19 @@ _RESERVED = frozenset(
         "float",
         "bool",
         "getattr",
+        "cast",
+        # Parameters and locals of the generated functions and methods.
+        "app",
+        "impl",
+        "pre_handlers",
+        "target",
+        "ctx",
+        "req",
+        "res",
+        "self",
+        "client",
+        "header",
+        "timeout",
     }
 )
 
@@ -111,6 +125,7 @@ class _Imports:
             taken.update({f"{s.name}Base", f"register_{s.snake}"})
             taken.update({f"{s.name}Client", f"{s.name}SyncClient"})
             taken.update(f"C_{s.name}{m.name}" for m in s.methods)
+            taken.update(f"handle_{m.py_name}" for m in s.methods)
         self._taken = taken
         self._local: dict[tuple[str, str], str] = {}  # (module, top-level class) -> local name
         self._bound: dict[str, tuple[str, str]] = {}
