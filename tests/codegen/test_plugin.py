@@ -248,6 +248,19 @@ def test_rest_routes_that_clash_are_refused(tmp_path: Path) -> None:
     ]
 
 
+def test_rest_route_of_an_internal_method_is_refused(tmp_path: Path) -> None:
+    # The gateway refuses internal methods, so the route would always answer E01 HANDLER.
+    proto = (
+        HEADER + "package bad;\nservice Svc {\n  rpc Get (Req) returns (Req) {\n"
+        "    option (rony_internal) = true;\n"
+        '    option (rony_rest) = { method: "get" path: "/x" };\n  }\n}\n'
+        "message Req { int64 id = 1; }\n"
+    )
+    assert "bad.proto:7:5: rpc Svc.Get is rony_internal, which the gateway refuses" in _error(
+        tmp_path, {"bad.proto": proto}
+    )
+
+
 def test_streaming_rpc_is_refused(tmp_path: Path) -> None:
     proto = (
         HEADER + "package bad;\nservice Svc {\n  rpc Watch (Req) returns (stream Req);\n}\n"

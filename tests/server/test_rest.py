@@ -147,6 +147,17 @@ def test_rest_route_validation() -> None:
         ("/a/:x", True),
         ("/w/*rest", False),
     ]
+
+    # An internal method is refused from the gateway: a REST route to it could never run.
+    async def h(ctx: RequestCtx) -> None:
+        pass
+
+    app.handle(77, h, internal=True)
+    with pytest.raises(ValueError, match="internal method"):
+        app.rest("get", "/internal", 77, Kinds)
+    app.rest("get", "/public", 78, Kinds)
+    with pytest.raises(ValueError, match="has a REST route"):
+        app.handle(78, h, internal=True)
     # The gateway answers every OPTIONS request as a CORS preflight: such a route never runs.
     with pytest.raises(ValueError, match="CORS preflight"):
         app.rest("options", "/x", 1, Kinds)

@@ -152,6 +152,11 @@ class App:
         for h in handlers:
             if not callable(h):
                 raise TypeError(f"handler {h!r} is not callable")
+        if internal and any(r.constructor == constructor for r in self.routes):
+            raise ValueError(
+                f"constructor {constructor} has a REST route; an internal method, which the "
+                "gateway refuses, could never serve it"
+            )
         if request_class is not None and (service or method):
             # Go Rony registers a method id under "ServiceMethod" with its input class, so a
             # JSON envelope's "cmd" can name the method.
@@ -191,6 +196,12 @@ class App:
             if seg.startswith("*") and i != len(segments) - 1:
                 raise ValueError(f"REST path {path!r}: a *wildcard must be the last segment")
         where = f"{verb} {norm}"
+        entry = self.handlers.get(constructor)
+        if entry is not None and entry.internal:
+            raise ValueError(
+                f"REST route {where}: constructor {constructor} is an internal method, which "
+                "the gateway refuses, so the route could never run"
+            )
         renames = _parse_bindings(bind_path_param, "bind_path_param")
         params = [s[1:] for s in segments if s[0:1] in (":", "*")]
         for p in renames:

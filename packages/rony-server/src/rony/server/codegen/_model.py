@@ -321,17 +321,23 @@ def _method(
     if not ok:
         return None
     rest = None
+    internal = _option(m.options, options_pb2.RONY_INTERNAL_FIELD_NUMBER) is True
     rest_opt = _option(m.options, _REST_EXT)
     if isinstance(rest_opt, options_pb2.RestOpt):
         rest_where = locs.where((*path, _OPTIONS, _REST_EXT), (*path, _OPTIONS), path)
         rest = _rest(rest_opt, io[0], problems, rest_where)
+        if internal:
+            problems.append(
+                f"{rest_where}: rpc {service.name}.{m.name} is rony_internal, which the gateway "
+                "refuses, so its rony_rest route could never run; drop one of the two options"
+            )
     return MethodModel(
         name=m.name,
         py_name=_method_name(m.name),
         constructor=method_id(service.name, m.name),
         input=io[0],
         output=io[1],
-        internal=_option(m.options, options_pb2.RONY_INTERNAL_FIELD_NUMBER) is True,
+        internal=internal,
         rest=rest,
         doc=locs.doc(path),
     )
