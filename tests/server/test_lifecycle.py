@@ -11,7 +11,7 @@ import pytest
 from rony.core import Ping, Pong, unwrap
 from rony.server import App, Edge
 
-from .conftest import C_Sleep, Probe, recv_env, req
+from .conftest import C_Sleep, Probe, recv_env, req, wait_for
 
 
 async def test_graceful_stop_finishes_inflight_then_closes_1001(
@@ -159,3 +159,24 @@ async def test_stop_during_a_start_that_fails_runs_no_shutdown_hook(tmp_path: ob
     await asyncio.wait_for(stopping, 5)
     assert shutdown == []
     assert not edge.running
+
+
+async def test_health_is_503_while_draining(
+    test_app: App, probe: Probe, http: aiohttp.ClientSession, tmp_path: object
+) -> None:
+    edge = Edge(test_app, data_dir=str(tmp_path))
+    await edge.start()
+    ws = await http.ws_connect(edge.url)
+    async with http.get(edge.url + "/healthz") as r:  # opens a kept-alive connection
+        assert r.status == 200
+        assert (await r.json())["status"] == "ok"
+    await ws.send_bytes(req(C_Sleep, Ping(ID=1), 1))
+    await probe.start_event(1).wait()
+    stopping = asyncio.ensure_future(edge.stop(grace=5))
+    await wait_for(lambda: edge.gateway is not None and edge.gateway.stopping)
+    async with http.get(edge.url + "/healthz") as r:  # the same connection; the listener is shut
+        assert r.status == 503
+        assert (await r.json())["status"] == "stopping"
+    probe.gate(1).set()
+    await stopping
+    await ws.close()

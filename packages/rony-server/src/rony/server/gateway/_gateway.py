@@ -250,8 +250,16 @@ class Gateway:
         ):
             return await self._websocket(request, cors)
         if s.health_path is not None and method == "GET" and request.path == s.health_path:
-            body = _json.dumps({"status": "ok", "server_id": s.server_id}).encode()
-            return web.Response(body=body, content_type="application/json", headers=cors)
+            # While draining, 503: a load balancer polling on a kept-alive connection (the
+            # listener is already closed) stops sending work here.
+            status = "stopping" if self._stopping else "ok"
+            body = _json.dumps({"status": status, "server_id": s.server_id}).encode()
+            return web.Response(
+                body=body,
+                status=503 if self._stopping else 200,
+                content_type="application/json",
+                headers=cors,
+            )
         if self._stopping:
             resp = self._envelope_response(
                 error_envelope(BusyError("SERVER", "the server is shutting down")), False, cors
