@@ -59,7 +59,8 @@ class EdgeSettings:
     trusted_proxies         ()            peers (IPs or CIDRs) whose X-Forwarded-For is read
     cors_origins            ("*",)        ``*`` reflects any Origin (as Go Rony); a list
                                           allows only those; () sends no CORS headers
-    health_path             ``/healthz``  GET answers 200 JSON (None disables)
+    health_path             ``/healthz``  GET answers 200 JSON (503 while stopping);
+                                          None disables
     ws_compress             False         permessage-deflate (Go Rony had none)
     ======================  ============  ===================================================
     """
