@@ -175,6 +175,13 @@ def test_settings_validate() -> None:
     assert EdgeSettings(handler_timeout=None).handler_timeout is None
 
 
+@pytest.mark.parametrize("name", ["idle_timeout", "shutdown_grace", "handler_timeout"])
+def test_settings_refuse_nan_timeouts(name: str) -> None:
+    # NaN compares false to everything, so a `<= 0` check let it through (RONY_IDLE_TIMEOUT=nan).
+    with pytest.raises(ValueError, match=name):
+        EdgeSettings(**{name: float("nan")})
+
+
 async def test_handler_timeout_in_a_concurrent_container_hits_only_the_slow_one(
     test_app: App, probe: Probe, http: aiohttp.ClientSession
 ) -> None:

@@ -101,10 +101,11 @@ class EdgeSettings:
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"EdgeSettings.{name} must be >= 1")
+        # ``not x > 0`` (rather than ``x <= 0``) also refuses NaN, which compares false to all.
         for name in ("idle_timeout", "shutdown_grace"):
-            if getattr(self, name) <= 0:
+            if not getattr(self, name) > 0:
                 raise ValueError(f"EdgeSettings.{name} must be > 0")
-        if self.handler_timeout is not None and self.handler_timeout <= 0:
+        if self.handler_timeout is not None and not self.handler_timeout > 0:
             raise ValueError("EdgeSettings.handler_timeout must be > 0 or None")
         if not 0 <= self.gateway_port <= 65535:
             raise ValueError("EdgeSettings.gateway_port must be in 0..65535")
