@@ -127,9 +127,19 @@ class SyncNetTransport(SyncTransport):
         timeout: float,
         options: ConnectOptions,
     ) -> bytes:
-        if conn.sock is not None:
-            conn.sock.settimeout(timeout)
+        # ``timeout`` bounds the whole exchange: a socket timeout alone is per read, so a peer
+        # that drips a byte at a time would hold the caller far past it.
+        deadline = time.monotonic() + timeout
+
+        def arm() -> None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            if conn.sock is not None:
+                conn.sock.settimeout(remaining)
+
         try:
+            arm()
             conn.request("POST", path, body=frame, headers=headers)
         except (BrokenPipeError, ConnectionResetError) as exc:
             raise _StaleConnection(repr(exc)) from None
@@ -138,6 +148,7 @@ class SyncNetTransport(SyncTransport):
         except OSError as exc:
             raise ConnectionLost(f"write failed: {exc!r}", written=True) from None
         try:
+            arm()
             resp = conn.getresponse()
         except (http.client.RemoteDisconnected, ConnectionResetError) as exc:
             raise _StaleConnection(repr(exc)) from None
@@ -151,16 +162,27 @@ class SyncNetTransport(SyncTransport):
             raise FrameTooLarge(
                 f"reply body is {length} bytes; max_message_size is {limit}", written=True
             )
+        chunks: list[bytes] = []
+        size = 0
         try:
-            body = resp.read(limit + 1)
-            if len(body) > limit:
-                raise FrameTooLarge(f"reply body exceeds max_message_size {limit}", written=True)
+            while True:
+                arm()
+                chunk = resp.read1(65536)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise FrameTooLarge(
+                        f"reply body exceeds max_message_size {limit}", written=True
+                    )
+                chunks.append(chunk)
             if not resp.isclosed():
-                resp.read()  # drain to keep the connection reusable
+                resp.read()  # read1 leaves a fully read response open; this releases conn
         except TimeoutError:
             raise RequestTimeout(f"no reply within {timeout:.3g} s", written=True) from None
         except (OSError, http.client.HTTPException) as exc:
             raise ConnectionLost(f"reading the reply failed: {exc!r}", written=True) from None
+        body = b"".join(chunks)
         if not 200 <= resp.status < 300 and not body:
             raise UnexpectedResponse(f"HTTP {resp.status} {resp.reason} with an empty body")
         if resp.will_close:
