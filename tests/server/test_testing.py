@@ -71,3 +71,19 @@ async def test_test_client_that_fails_to_start_removes_its_data_folder() -> None
     assert len(seen) == 1
     assert not seen[0].exists()
     assert client.edge is None
+
+
+async def test_test_client_closed_then_reused_runs_a_fresh_node() -> None:
+    # close() kept the stopped Edge, so a second `async with` (or a call after close) ran
+    # requests on a stopped node whose store was closed.
+    client = TestClient(echo_app)
+    async with client:
+        first = client.edge
+        assert await client.call(C_Ping, Ping(ID=1)) == Pong(ID=1)
+    with pytest.raises(RuntimeError, match="async with"):
+        await client.call(C_Ping, Ping(ID=2))
+    async with client:
+        assert client.edge is not None and client.edge is not first
+        assert client.edge.running and client.edge.store is not None
+        assert await client.call(C_Ping, Ping(ID=3)) == Pong(ID=3)
+    assert first is not None and not first.running

@@ -130,11 +130,15 @@ class TestClient:
         self.edge = edge
 
     async def close(self) -> None:
-        if self.edge is not None:
-            await self.edge.stop(1.0)
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        """Stop the node and remove its temporary data folder; ``start()`` may follow."""
+        edge, self.edge = self.edge, None
+        try:
+            if edge is not None:
+                await edge.stop(1.0)
+        finally:
+            if self._tmp is not None:
+                self._tmp.cleanup()
+                self._tmp = None
 
     def _edge(self) -> Edge:
         if self.edge is None:
