@@ -83,7 +83,10 @@ async def test_test_client_closed_then_reused_runs_a_fresh_node() -> None:
     with pytest.raises(RuntimeError, match="async with"):
         await client.call(C_Ping, Ping(ID=2))
     async with client:
-        assert client.edge is not None and client.edge is not first
-        assert client.edge.running and client.edge.store is not None
+        assert client.edge is not None
+        assert client.edge is not first
+        assert client.edge.running
+        assert client.edge.store is not None
         assert await client.call(C_Ping, Ping(ID=3)) == Pong(ID=3)
-    assert first is not None and not first.running
+    assert first is not None
+    assert not first.running
