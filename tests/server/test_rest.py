@@ -198,6 +198,21 @@ async def test_every_scalar_kind_binds_exactly() -> None:
             res = await client.rest("GET", bad)
             assert res.status == 400, bad
             assert b'"E01"' in res.body
+        # int()/float() alone took these ("1_000" bound 1000, "%20" spaces, Arabic-Indic digits).
+        for bad in (
+            "/kinds/1_000/2",
+            "/kinds/%207/2",
+            "/kinds/%D9%A3/2",
+            "/kinds/1/2?u64=%2B1_0",
+            "/kinds/1/2?f64=1_0.5",
+            "/kinds/1/2?f32=%201.5",
+            "/kinds/1/2?e=%D9%A1",
+        ):
+            res = await client.rest("GET", bad)
+            assert res.status == 400, bad
+            assert b'"E01"' in res.body
+        res = await client.rest("GET", "/kinds/+3/-4?f64=-1.5e3&f32=.5&u64=%2B8")
+        assert res.status == 200, res.body
 
 
 async def test_protobuf_and_json_bodies() -> None:

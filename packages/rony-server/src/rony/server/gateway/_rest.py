@@ -26,6 +26,7 @@ Responses, from the first reply the handler pushed (as Go Rony):
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -150,6 +151,13 @@ class RestRouter:
 
 # --- binding ----------------------------------------------------------------------------------
 
+# Python's int()/float() also take surrounding spaces, "1_000" and non-ASCII digits ("١٢");
+# a parameter must be a plain ASCII number (as Go's strconv reads it).
+_INT_TEXT = re.compile(r"[+-]?[0-9]+")
+_FLOAT_TEXT = re.compile(
+    r"[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|inf|infinity|nan)", re.IGNORECASE
+)
+
 _INT_RANGES = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
     FieldDescriptor.TYPE_SINT32: (-(2**31), 2**31 - 1),
@@ -170,19 +178,17 @@ def _convert(fd: FieldDescriptor, param: str, text: str) -> object:
 
     t = fd.type
     if t in _INT_RANGES:
-        try:
-            value = int(text, 10)
-        except ValueError:
-            raise bad("not an integer") from None
+        if not _INT_TEXT.fullmatch(text):
+            raise bad("not an integer")
+        value = int(text, 10)
         lo, hi = _INT_RANGES[t]
         if not lo <= value <= hi:
             raise bad(f"out of range for {fd.name}")
         return value
     if t in (FieldDescriptor.TYPE_FLOAT, FieldDescriptor.TYPE_DOUBLE):
-        try:
-            return float(text)
-        except ValueError:
-            raise bad("not a number") from None
+        if not _FLOAT_TEXT.fullmatch(text):
+            raise bad("not a number")
+        return float(text)
     if t == FieldDescriptor.TYPE_BOOL:
         low = text.lower()
         if low in ("true", "1"):
@@ -200,10 +206,9 @@ def _convert(fd: FieldDescriptor, param: str, text: str) -> object:
         by_name = enum.values_by_name.get(text)
         if by_name is not None:
             return by_name.number
-        try:
-            number = int(text, 10)
-        except ValueError:
-            raise bad(f"not a value of {enum.name}") from None
+        if not _INT_TEXT.fullmatch(text):
+            raise bad(f"not a value of {enum.name}")
+        number = int(text, 10)
         if not -(2**31) <= number < 2**31:
             raise bad(f"not a value of {enum.name}")
         return number
