@@ -70,7 +70,9 @@ def connect(url: str, options: ConnectOptions) -> SyncWebSocket:
         protocol.send_request(request)
         sock.sendall(b"".join(protocol.data_to_send()))
         events: list[object] = []
-        while not any(isinstance(e, Response) for e in events):
+        # A response websockets cannot parse sets handshake_exc and yields no Response event:
+        # stop there rather than wait for the peer to hang up or the dial deadline.
+        while protocol.handshake_exc is None and not any(isinstance(e, Response) for e in events):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError("WebSocket handshake timed out")
