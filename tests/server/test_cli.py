@@ -158,6 +158,17 @@ def test_settings_bad_value_names_the_setting(
         load_settings(config_file=cfg, environ=env)
 
 
+@pytest.mark.parametrize("grace", ["-1", "nan", "soon"])
+def test_rony_serve_bad_grace_is_a_usage_error(
+    grace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # type=float took -1 and nan, which reached Edge.stop(grace) once SIGTERM came.
+    with pytest.raises(SystemExit) as exc:
+        main(["serve", "examples.echo.app:app", "--grace", grace])
+    assert exc.value.code == 2
+    assert "is not a number of seconds >= 0" in capsys.readouterr().err
+
+
 def test_rony_serve_bad_log_level_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     # Checked by argparse (exit 2, usage message), not a ValueError traceback from logging.
     with pytest.raises(SystemExit) as exc:

@@ -80,6 +80,17 @@ async def test_hooks_and_context_manager(tmp_path: object) -> None:
         await edge.start()
 
 
+async def test_stop_refuses_a_negative_or_nan_grace(test_app: App, tmp_path: object) -> None:
+    edge = Edge(test_app, data_dir=str(tmp_path))
+    await edge.start()
+    for grace in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="grace"):
+            await edge.stop(grace)
+    assert edge.running  # a refused stop left the node as it was
+    await edge.stop(0)
+    assert not edge.running
+
+
 async def test_stop_before_start_is_harmless(test_app: App) -> None:
     edge = Edge(test_app)
     await edge.stop()

@@ -242,7 +242,12 @@ class Edge:
             log.info("rony node %s (app %r) started without a gateway", s.server_id, self.app.name)
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop gracefully (idempotent; concurrent callers all wait for the same stop)."""
+        """Stop gracefully (idempotent; concurrent callers all wait for the same stop).
+
+        ``grace``: seconds (>= 0) in-flight requests get to finish; None = ``shutdown_grace``.
+        """
+        if grace is not None and not grace >= 0:  # also NaN, which every timer mishandles
+            raise ValueError(f"Edge.stop: grace must be >= 0 seconds or None, got {grace!r}")
         if self._state in ("new", "stopped") and self._stop_task is None:
             self._state = "stopped"
             return

@@ -84,10 +84,23 @@ def _configure_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument("--server-id", help="this node's id (default: random)")
     p.add_argument("--replica-set", type=int, help="this node's replica set")
     p.add_argument("--config", metavar="FILE.toml", help="settings file (see EdgeSettings)")
-    p.add_argument("--grace", type=float, help="seconds to finish requests on SIGTERM/SIGINT")
+    p.add_argument(
+        "--grace", type=_grace, help="seconds to finish requests on SIGTERM/SIGINT (>= 0)"
+    )
     p.add_argument(
         "--log-level", default="INFO", type=_log_level, help="logging level (default INFO)"
     )
+
+
+def _grace(text: str) -> float:
+    """Seconds >= 0; argparse reports anything else (``-1``, ``nan``) as a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds >= 0")
+    return value
 
 
 def _log_level(text: str) -> str:
