@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import socket
 import ssl
 import threading
@@ -175,11 +176,21 @@ class SyncWebSocket:
                 if remaining <= 0:
                     raise TimeoutError
             try:
-                self._sock.settimeout(remaining)
-                data = self._sock.recv(_RECV_SIZE)
+                # The deadline is waited for with select, not a socket timeout: that would
+                # also bound a sendall blocked in another thread (a slow peer) and cut a frame.
+                # TLS bytes already decrypted are readable though the fd may not be.
+                sock = self._sock
+                buffered = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
+                if (
+                    remaining is not None
+                    and not buffered
+                    and not select.select([sock], [], [], remaining)[0]
+                ):
+                    raise TimeoutError
+                data = sock.recv(_RECV_SIZE)
             except TimeoutError:
                 raise
-            except OSError as exc:  # reset, or closed under us by close()
+            except (OSError, ValueError) as exc:  # reset, or closed by close() (select: ValueError)
                 self._fail(ConnectionLost(f"read failed: {exc!r}", written=True))
                 continue
             self._feed(data)
