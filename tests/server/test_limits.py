@@ -175,6 +175,13 @@ def test_settings_validate() -> None:
     assert EdgeSettings(handler_timeout=None).handler_timeout is None
 
 
+def test_settings_refuse_a_health_path_no_request_can_have() -> None:
+    for bad in ("healthz", ""):
+        with pytest.raises(ValueError, match="health_path"):
+            EdgeSettings(health_path=bad)
+    assert EdgeSettings(health_path="/live").health_path == "/live"
+
+
 @pytest.mark.parametrize("name", ["idle_timeout", "shutdown_grace", "handler_timeout"])
 def test_settings_refuse_nan_timeouts(name: str) -> None:
     # NaN compares false to everything, so a `<= 0` check let it through (RONY_IDLE_TIMEOUT=nan).

@@ -113,6 +113,12 @@ class EdgeSettings:
             raise ValueError("EdgeSettings.replica_set must be >= 0")
         if not self.server_id:
             raise ValueError("EdgeSettings.server_id must not be empty")
+        if self.health_path is not None and not self.health_path.startswith("/"):
+            # A request path always starts with "/": "healthz" would silently never answer.
+            raise ValueError(
+                f"EdgeSettings.health_path must start with '/' (or be None), "
+                f"got {self.health_path!r}"
+            )
         for p in self.trusted_proxies:
             ipaddress.ip_network(p, strict=False)  # raises ValueError naming the bad entry
 
