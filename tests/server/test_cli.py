@@ -206,3 +206,25 @@ def test_cli_in_process_port_taken(tmp_path: Path) -> None:
         )
         assert code == 1
         assert time.monotonic() - t0 < 5
+
+
+def test_cli_data_dir_that_is_no_store_exits_1_with_a_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # rony.store refuses a folder holding other files (`--data-dir .` in a project); its
+    # NotAStoreError escaped `rony serve` as a traceback.
+    (tmp_path / "notes.txt").write_text("not a store")
+    code = main(
+        [
+            "serve",
+            "examples.echo.app:app",
+            "--data-dir",
+            str(tmp_path),
+            "--log-level",
+            "WARNING",
+        ]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "rony serve:" in err
+    assert "other files" in err

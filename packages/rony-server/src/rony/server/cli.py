@@ -137,9 +137,11 @@ def _run_serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError, ImportError) as exc:
         print(f"rony serve: {exc}", file=sys.stderr)
         return 2
+    from rony.store.errors import StoreError
+
     try:
         asyncio.run(_serve(edge, args.grace))
-    except OSError as exc:  # e.g. the port is taken
+    except (OSError, StoreError) as exc:  # the port is taken; data_dir is no store / locked
         print(f"rony serve: {exc}", file=sys.stderr)
         return 1
     return 0
