@@ -4,6 +4,7 @@ Error and Redirect mapping. In-process (TestClient) and over a socket."""
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import aiohttp
@@ -240,8 +241,24 @@ async def test_json_body_is_checked_against_the_nodes_own_limit(
         assert len((await r.json())["s"]) == 5 * 1024 * 1024
     async with TestClient(_app(), max_message_size=8 * 1024 * 1024) as client:
         assert (await client.rest("POST", "/kinds/json", big)).status == 200
-    async with TestClient(_app()) as client:  # default limit: refused
-        assert (await client.rest("POST", "/kinds/json", big)).status == 400
+    async with TestClient(_app()) as client:  # default limit: refused, 413 as the gateway
+        assert (await client.rest("POST", "/kinds/json", big)).status == 413
+
+
+async def test_test_client_rest_refuses_a_body_over_the_limit_as_the_gateway(
+    http: aiohttp.ClientSession,
+) -> None:
+    # TestClient decoded any binary body whatever its size; the gateway answers 413.
+    body = Kinds(s="x" * 64).SerializeToString()
+    async with (
+        serve(_app(), max_message_size=32) as edge,
+        http.post(edge.url + "/kinds/bin", data=body) as r,
+    ):
+        gateway = (r.status, await r.json())
+    async with TestClient(_app(), max_message_size=32) as client:
+        res = await client.rest("POST", "/kinds/bin", body)
+    assert (res.status, json.loads(res.body)) == gateway
+    assert gateway[0] == 413
 
 
 async def test_error_and_redirect_mapping(http: aiohttp.ClientSession) -> None:

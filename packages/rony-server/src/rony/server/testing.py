@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl, urlsplit
 from google.protobuf.message import Message
 
 from rony.core import MessageEnvelope, RonyError, envelope
+from rony.core.errors import MalformedError
 from rony.core.testing import MemoryConn, reply_message
 from rony.server._app import App
 from rony.server._edge import Edge
@@ -220,6 +221,10 @@ class TestClient:
         if match is None:
             return RestResponse(404, {}, b"")
         route, params = match
+        limit = edge.settings.max_message_size
+        if len(body) > limit:  # the gateway's 413, before any decoding (as _read_body)
+            out = error_response(MalformedError("REQUEST", f"body over {limit} bytes"))
+            return RestResponse(413, out.headers, out.body)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         conn = MemoryConn(
             persistent=False,
