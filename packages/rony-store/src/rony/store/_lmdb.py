@@ -16,19 +16,25 @@ lock. LMDB also forbids opening one environment twice in a process, so opens are
 (device, inode).
 
 *Cached read transactions.* Beginning and ending an LMDB read transaction costs as much as the
-lookup itself, so each reading thread keeps one read transaction in a ``_Slot`` and reuses it
-while no commit has happened since (``_gen`` counts this process's commits; only the writer
-process caches, and it is the only writer, so a cached snapshot is never stale when used). The
-janitor (run by the maintenance thread) releases cached transactions of threads that went idle,
-so an idle thread never pins old pages.
+lookup itself, so a read transaction is kept in a ``_Slot`` and reused while no commit has
+happened since (``_gen`` counts this process's commits; only the writer process caches, and it
+is the only writer, so a cached snapshot is never stale when used). ``get`` takes a slot from
+``_pool`` (a deque: ``pop``/``append`` are atomic under the GIL, so a slot has one user at a
+time) and puts it back after the lookup; that is cheaper than a ``threading.local`` lookup, and
+py-lmdb opens every environment with MDB_NOTLS, so a read transaction may move between threads
+when its use is serialised, as the pool does. The pool holds at most as many slots as threads
+were ever inside ``get`` at once. Views, scans and ``_read`` keep a slot per thread
+(``_local``). The janitor (run by the maintenance thread) releases cached transactions of slots
+that went idle, so an idle slot never pins old pages.
 
 *Map growth.* ``env.set_mapsize`` remaps the file and invalidates every transaction of the
-process, so nothing may be inside LMDB meanwhile. Each reading thread flags ``slot.busy`` around
-each LMDB call and then checks ``_gate``; the resizer raises ``_gate``, waits (bounded by
-``resize_wait``) for open views to finish and for every busy flag to drop, resizes, then opens
-the gate. Under the GIL these flag writes and reads are sequentially consistent (a Dekker-style
-handshake): either the reader sees the raised gate and backs off, or the resizer sees the busy
-flag and waits. No cursor lives across user code: scans read in chunks.
+process, so nothing may be inside LMDB meanwhile. Each reader flags ``slot.busy`` of the slot it
+holds around each LMDB call and then checks ``_gate`` (``get`` checks ``_gen``, -2 meanwhile);
+the resizer raises ``_gate``, waits (bounded by ``resize_wait``) for open views to finish and
+for every busy flag to drop, resizes, then opens the gate. Under the GIL these flag writes and
+reads are sequentially consistent (a Dekker-style handshake): either the reader sees the raised
+gate and backs off, or the resizer sees the busy flag and waits. No cursor lives across user
+code: scans read in chunks.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ import struct
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeVar
 
@@ -126,7 +133,8 @@ class _MapFull(MapGrownError):
 
 
 class _Slot:
-    """A reading thread's cached read transaction and its busy flag (see module docstring)."""
+    """A cached read transaction and its busy flag (see module docstring); used by one thread at
+    a time: a thread's own (``_local``) or, for ``get``, one taken from ``_pool``."""
 
     __slots__ = ("__weakref__", "busy", "gen", "txn")
 
@@ -192,6 +200,7 @@ class Engine:
         self._gate_cond = threading.Condition(threading.Lock())
         self._slots: weakref.WeakSet[_Slot] = weakref.WeakSet()
         self._local = threading.local()
+        self._pool: deque[_Slot] = deque()  # get's slots not in use (see module docstring)
         self._wlock = threading.Lock()
         self._wowner = 0
         self._map_full = False
@@ -374,18 +383,21 @@ class Engine:
 
     def get(self, key: bytes) -> bytes | None:
         """The value of a live key, or None if it is missing or expired."""
+        pool = self._pool
         try:
-            slot = self._local.slot
-        except AttributeError:
-            slot = self._new_slot()
+            slot = pool.pop()
+        except IndexError:
+            slot = self._new_pooled_slot()
         slot.busy = True
         try:
             # _gen is -2 while an exclusive section runs, so this one test covers the gate.
             raw = (slot.txn if slot.gen == self._gen else self._renew(slot)).get(key)
         except BaseException as exc:
             slot.busy = False
+            pool.append(slot)
             raise self._read_error(exc) from None
         slot.busy = False
+        pool.append(slot)
         if raw is None:
             self._check_key(key)
             return None
@@ -405,17 +417,20 @@ class Engine:
 
     def _get_with_clock(self, key: bytes) -> bytes | None:
         """``get`` for a store opened with its own ``clock``."""
+        pool = self._pool
         try:
-            slot = self._local.slot
-        except AttributeError:
-            slot = self._new_slot()
+            slot = pool.pop()
+        except IndexError:
+            slot = self._new_pooled_slot()
         slot.busy = True
         try:
             raw = (slot.txn if slot.gen == self._gen else self._renew(slot)).get(key)
         except BaseException as exc:
             slot.busy = False
+            pool.append(slot)
             raise self._read_error(exc) from None
         slot.busy = False
+        pool.append(slot)
         if raw is None:
             self._check_key(key)
             return None
@@ -430,6 +445,13 @@ class Engine:
             raise WrongTypeError(f"key must be bytes, not {type(key).__name__}")
         if not 0 < len(key) <= self._max_key:
             raise InvalidKeyError(f"key length {len(key)} not in [1, {self._max_key}]")
+
+    def _new_pooled_slot(self) -> _Slot:
+        """A new slot for ``get`` (the pool was empty); it joins the pool when put back."""
+        slot = _Slot()
+        with self._gate_cond:
+            self._slots.add(slot)
+        return slot
 
     def _new_slot(self) -> _Slot:
         slot = _Slot()
