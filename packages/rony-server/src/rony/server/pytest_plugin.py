@@ -33,7 +33,7 @@ if pytest_asyncio is not None:
     @pytest_asyncio.fixture  # type: ignore[untyped-decorator]
     async def rony_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
         """Factory of started nodes: ``await rony_node(app, **settings_overrides) -> Edge``."""
-        from rony.server import Edge
+        from rony.server.testing import _edge_for
 
         edges: list[Edge] = []
 
@@ -41,10 +41,7 @@ if pytest_asyncio is not None:
             overrides.setdefault("data_dir", tmp_path / f"rony-node-{len(edges)}")
             overrides.setdefault("gateway_host", "127.0.0.1")
             overrides.setdefault("gateway_port", 0)
-            if isinstance(app, Edge):
-                edge = Edge(app.app, app.settings.replace(**overrides))
-            else:
-                edge = Edge(app, **overrides)
+            edge = _edge_for(app, overrides)
             await edge.start()
             edges.append(edge)
             return edge
