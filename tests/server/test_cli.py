@@ -113,6 +113,23 @@ def test_resolve_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
         resolve_target("svc_mod_for_test:missing")
 
 
+def test_resolve_target_refuses_a_class_or_a_callable_needing_arguments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `rony serve mod:App` served an empty App(); a function needing arguments (the generated
+    # register_sample) raised a TypeError traceback.
+    (tmp_path / "svc_mod_for_test_args.py").write_text(
+        "from rony.server import App, Edge\ndef register(app):\n    return app\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for attr in ("App", "Edge"):
+        with pytest.raises(ValueError, match=f"is the class {attr}"):
+            resolve_target(f"svc_mod_for_test_args:{attr}")
+    with pytest.raises(ValueError, match="needs arguments"):
+        resolve_target("svc_mod_for_test_args:register")
+
+
 def test_settings_precedence(tmp_path: Path) -> None:
     cfg = tmp_path / "rony.toml"
     cfg.write_text(

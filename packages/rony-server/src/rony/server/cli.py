@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import contextlib
 import importlib
+import inspect
 import logging
 import os
 import signal
@@ -71,6 +72,14 @@ def resolve_target(spec: str) -> App | Edge:
         except AttributeError:
             raise ValueError(f"{spec!r}: module {module_name!r} has no {attr!r}") from None
     if not isinstance(obj, App | Edge) and callable(obj):
+        if isinstance(obj, type):  # App itself would serve an empty app; others fail later
+            raise ValueError(f"{spec!r} is the class {obj.__name__}, not an App, Edge or factory")
+        try:
+            inspect.signature(obj).bind()
+        except TypeError:  # calling it would raise a TypeError traceback
+            raise ValueError(f"{spec!r} needs arguments; a factory takes none") from None
+        except ValueError:  # no signature to read (a builtin): just call it
+            pass
         obj = obj()
     if not isinstance(obj, App | Edge):
         raise ValueError(f"{spec!r} is a {type(obj).__name__}, not a rony App or Edge")
