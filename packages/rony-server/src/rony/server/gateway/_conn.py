@@ -33,7 +33,6 @@ CLOSE_TIMEOUT = 2.0
 _BINARY_HEADERS = [bytes((0x82, n)) for n in range(126)]
 _LEN16 = struct.Struct("!BBH").pack
 _LEN64 = struct.Struct("!BBQ").pack
-_SPLIT_OVER = 16 * 1024  # a larger payload is written after its header, not copied into it
 
 
 def _frame_writer(ws: web.WebSocketResponse) -> Any:
@@ -177,7 +176,7 @@ class WSConn(_Values):
         # Fast path: with compression off, aiohttp writes a frame to the transport at once and
         # only suspends for flow control, so an idle writer lets us write in the caller.
         self._direct = not compress
-        # Faster still: a small binary frame is written straight to the transport while
+        # Faster still: a binary frame is written straight to the transport while
         # nothing is queued, the transport is not paused and no close frame went out: the
         # bytes aiohttp would write, without its two coroutines (~0.8 µs of a ~20 µs call).
         self._writer = _frame_writer(ws) if self._direct else None
@@ -208,7 +207,7 @@ class WSConn(_Values):
                     transport.write(_BINARY_HEADERS[n] + frame)
                 elif n < 65536:
                     transport.write(_LEN16(0x82, 126, n) + frame)
-                else:
+                else:  # large: written after its header, not copied into it
                     transport.write(_LEN64(0x82, 127, n))
                     transport.write(frame)
                 self.last_activity = self.loop.time()
