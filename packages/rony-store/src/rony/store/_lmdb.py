@@ -447,17 +447,16 @@ class Engine:
             raise InvalidKeyError(f"key length {len(key)} not in [1, {self._max_key}]")
 
     def _new_pooled_slot(self) -> _Slot:
-        """A new slot for ``get`` (the pool was empty); it joins the pool when put back."""
+        """A new slot the resizer knows of; for ``get`` (the pool was empty) it joins the pool
+        when put back."""
         slot = _Slot()
         with self._gate_cond:
             self._slots.add(slot)
         return slot
 
     def _new_slot(self) -> _Slot:
-        slot = _Slot()
-        with self._gate_cond:
-            self._slots.add(slot)
-        self._local.slot = slot
+        """A new slot of this thread's own (views, scans, ``_read``)."""
+        slot = self._local.slot = self._new_pooled_slot()
         return slot
 
     def _slot(self) -> _Slot:
