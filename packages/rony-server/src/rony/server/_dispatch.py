@@ -186,10 +186,7 @@ class Dispatcher:
                 env = decode_envelope(data, self.settings.limits)
         except MalformedError as err:
             return self._bad_envelope(conn, err, reply)
-        dctx = _Dispatch(conn, kind, self.settings.server_id, self.services, reply)
-        if env.Constructor == C_MessageContainer:
-            return self._container(dctx, env)
-        return self._execute(dctx, env, None, True, task, now)
+        return self.dispatch(conn, env, kind=kind, reply=reply, task=task, now=now)
 
     async def _bad_envelope(
         self, conn: Conn, err: MalformedError, reply: Reply | None
