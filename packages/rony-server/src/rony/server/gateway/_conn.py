@@ -13,7 +13,7 @@ import collections
 import contextvars
 import logging
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Generator, Mapping
 from typing import Any
 
 from aiohttp import WSCloseCode, web
@@ -22,7 +22,7 @@ from rony.core import MessageEnvelope, encode_envelope_json
 from rony.core.errors import RonyError
 from rony.server._dispatch import error_envelope
 
-__all__ = ["HttpConn", "WSConn", "canonical_header"]
+__all__ = ["HttpConn", "Resume", "WSConn", "canonical_header"]
 
 log = logging.getLogger("rony.server")
 
@@ -58,6 +58,37 @@ def _frame_writer(ws: web.WebSocketResponse) -> Any:
 def canonical_header(name: str) -> str:
     """``x-custom-header`` -> ``X-Custom-Header`` (the key Go Rony put into the conn values)."""
     return "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
+
+
+class Resume:
+    """Awaitable that drives a coroutine which already ran its first step (and yielded
+    ``yielded``) to its end in the awaiting task: a task's step loop without the task."""
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+        self._coro = coro
+        self._yielded = yielded
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, yielded = self._coro, self._yielded
+        self._yielded = None
+        while True:
+            try:
+                sent = yield yielded  # the task sees exactly what the coroutine yielded
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # a cancellation or a failed future: pass it in
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    yielded = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
 
 
 class _Values:
@@ -272,16 +303,9 @@ class WSConn(_Values):
         self._blocked = self.loop.create_task(self._resume(coro, yielded))
 
     async def _resume(self, coro: Any, yielded: Any) -> None:
-        """Drive a suspended send coroutine to its end (a minimal task step loop)."""
+        """Drive a suspended send coroutine to its end."""
         try:
-            while True:
-                try:
-                    await yielded
-                except BaseException as exc:  # deliver the failure into the send coroutine
-                    yielded = coro.throw(exc)
-                else:
-                    yielded = coro.send(None)
-        except StopIteration:
+            await Resume(coro, yielded)
             self.last_activity = self.loop.time()
         except (ConnectionError, RuntimeError) as exc:
             log.debug("conn %s: write failed: %s", self.conn_id, exc)

@@ -52,7 +52,7 @@ import contextvars
 import itertools
 import json as _json
 import logging
-from collections.abc import Coroutine, Generator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
@@ -71,7 +71,7 @@ from rony.core.errors import BusyError, MalformedError, RonyError, http_status_o
 from rony.server._app import RestRoute
 from rony.server._dispatch import Dispatcher, error_envelope
 from rony.server._settings import EdgeSettings
-from rony.server.gateway._conn import CLOSE_TIMEOUT, HttpConn, WSConn, canonical_header
+from rony.server.gateway._conn import CLOSE_TIMEOUT, HttpConn, Resume, WSConn, canonical_header
 from rony.server.gateway._cors import (
     client_ip,
     cors_headers,
@@ -222,11 +222,6 @@ class Gateway:
 
     def _end(self) -> None:
         self._busy -= 1
-        if self._idle is not None:
-            self._end_idle()
-
-    def _end_idle(self) -> None:
-        """While stopping: wake stop() once nothing is in flight."""
         if self._busy == 0 and self._idle is not None and not self._idle.done():
             self._idle.set_result(None)
 
@@ -546,7 +541,7 @@ class Gateway:
             self._pass_role(conn)
             coro, yielded = suspended
             try:
-                await _Resume(coro, yielded)
+                await Resume(coro, yielded)
             except asyncio.CancelledError:
                 # Stop cancels the workers after the grace period. Anything else is a handler
                 # cancelling its own request (a task per frame ended there): the conn goes on.
@@ -616,26 +611,20 @@ class Gateway:
             try:
                 yielded = coro.send(None)
             except StopIteration:
-                # The chain ran to its end in this task (the common case): _request_done,
-                # inlined; the reader itself is the only one who could wait for the slot.
+                # The chain ran to its end in this task (the common case). Only the reader
+                # waits for a slot, so there is no slot waiter to wake: _end, not _request_done.
                 conn.inflight -= 1
-                self._busy -= 1
-                if self._idle is not None:
-                    self._end_idle()
-                if contextvars.copy_context() == base:
-                    continue
-                self._spawn_worker(conn)  # the handler set a contextvar: a fresh worker reads
-                return None
+                self._end()
             except asyncio.CancelledError:
+                self._request_done(conn)
                 if self._stopping:
-                    self._request_done(conn)
                     raise
                 _clear_cancel(task)  # the handler cancelled its own request
             except Exception:
+                self._request_done(conn)
                 log.exception("conn %s: dispatch failed", conn.conn_id)
             else:
                 return coro, yielded
-            self._request_done(conn)
             if contextvars.copy_context() != base:
                 # The handler set a contextvar: a fresh worker reads on; this one ends.
                 self._spawn_worker(conn)
@@ -672,37 +661,6 @@ class Gateway:
                 request_id = decode_envelope(data, self.dispatcher.settings.limits).RequestID
         env = error_envelope(BusyError("SERVER", "the server is shutting down"), request_id)
         (conn.send_text if is_json else conn.send)(env)
-
-
-class _Resume:
-    """Awaitable that drives a coroutine which already ran its first step (and yielded
-    ``yielded``) to its end in the awaiting task: a task's step loop without the task."""
-
-    __slots__ = ("_coro", "_yielded")
-
-    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
-        self._coro = coro
-        self._yielded = yielded
-
-    def __await__(self) -> Generator[Any, Any, Any]:
-        coro, yielded = self._coro, self._yielded
-        self._yielded = None
-        while True:
-            try:
-                sent = yield yielded  # the task sees exactly what the coroutine yielded
-            except GeneratorExit:
-                coro.close()
-                raise
-            except BaseException as exc:  # a cancellation or a failed future: pass it in
-                try:
-                    yielded = coro.throw(exc)
-                except StopIteration as stop:
-                    return stop.value
-            else:
-                try:
-                    yielded = coro.send(sent)
-                except StopIteration as stop:
-                    return stop.value
 
 
 class _IdleTimer:
