@@ -30,7 +30,6 @@ from urllib.parse import parse_qsl, urlsplit
 from google.protobuf.message import Message
 
 from rony.core import MessageEnvelope, RonyError, envelope
-from rony.core.errors import MalformedError
 from rony.core.testing import MemoryConn, reply_message
 from rony.server._app import App
 from rony.server._edge import Edge
@@ -41,6 +40,7 @@ from rony.server.gateway._rest import (
     error_response,
     render_response,
     split_path,
+    too_large_response,
 )
 
 __all__ = ["RestResponse", "TestClient", "UnexpectedReply", "serve"]
@@ -221,10 +221,8 @@ class TestClient:
         if match is None:
             return RestResponse(404, {}, b"")
         route, params = match
-        limit = edge.settings.max_message_size
-        if len(body) > limit:  # the gateway's 413, before any decoding (as _read_body)
-            out = error_response(MalformedError("REQUEST", f"body over {limit} bytes"))
-            return RestResponse(413, out.headers, out.body)
+        if len(body) > edge.settings.max_message_size:  # the gateway's 413 (as _read_body)
+            return too_large_response(edge.settings.max_message_size)
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         conn = MemoryConn(
             persistent=False,

@@ -81,12 +81,12 @@ from rony.server.gateway._cors import (
 from rony.server.gateway._rest import (
     JSON,
     PROTOBUF,
-    RestResponse,
     RestRouter,
     bind_request,
     error_response,
     render_response,
     split_path,
+    too_large_response,
 )
 
 __all__ = ["Gateway"]
@@ -368,9 +368,7 @@ class Gateway:
         try:
             body = await self._read_body(request)
         except _BodyTooLarge:
-            err = MalformedError("REQUEST", f"body over {self.settings.max_message_size} bytes")
-            out = error_response(err)
-            out = RestResponse(413, out.headers, out.body)
+            out = too_large_response(self.settings.max_message_size)
         else:
             conn = HttpConn(
                 next(self._conn_ids),

@@ -280,6 +280,12 @@ def error_response(err: RonyError) -> RestResponse:
     return RestResponse(err.http_status, {"Content-Type": JSON}, message_to_json(err.to_message()))
 
 
+def too_large_response(limit: int) -> RestResponse:
+    """413 + E01 for a REST body over ``limit`` bytes (checked before any decoding)."""
+    out = error_response(MalformedError("REQUEST", f"body over {limit} bytes"))
+    return RestResponse(413, out.headers, out.body)
+
+
 def render_response(
     route: RestRoute, replies: Sequence[MessageEnvelope], path_qs: str
 ) -> RestResponse:
