@@ -8,6 +8,7 @@ import contextlib
 import os
 import queue
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -196,3 +197,30 @@ def proc_node() -> Iterator[ProcNode]:
             with contextlib.suppress(Exception):
                 node.resume()
             node.kill()
+
+
+@contextlib.contextmanager
+def raw_peer(
+    scheme: str, answer: Callable[[socket.socket, threading.Event], None]
+) -> Iterator[str]:
+    """A raw socket peer on 127.0.0.1:0 for one connection: reads the request head, then
+    ``answer(conn, stop)`` writes what it likes; ``stop`` is set when the test is done."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        with conn:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                buf += conn.recv(4096)
+            answer(conn, stop)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        yield f"{scheme}://127.0.0.1:{srv.getsockname()[1]}/"
+    finally:
+        stop.set()
+        srv.close()
+        t.join(timeout=5)
