@@ -204,7 +204,7 @@ def test_key_values_are_shared_by_the_dispatch() -> None:
     container = build_container(build_request(Ping(ID=1), 1), build_request(Ping(ID=2), 2))
     dispatch = DispatchCtx(conn)
     first, second = (dispatch.new_request(e) for e in decode_container(container).Envelopes)
-    assert dispatch.request_ctxs == [first, second]
+    assert first.dispatch is second.dispatch is dispatch
     first.set("user", "u1")
     assert second.get("user") == "u1"
     assert dict(second) == {"user": "u1"}

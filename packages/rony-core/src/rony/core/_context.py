@@ -100,7 +100,7 @@ class Services(Protocol):
 class DispatchCtx:
     """One received envelope or container: the unit the gateway hands to the dispatcher."""
 
-    __slots__ = ("buffer", "conn", "kind", "request_ctxs", "server_id", "services", "values")
+    __slots__ = ("buffer", "conn", "kind", "server_id", "services", "values")
 
     def __init__(
         self,
@@ -116,13 +116,15 @@ class DispatchCtx:
         self.services = services
         self.values: dict[str, Any] = {}
         self.buffer: list[MessageEnvelope] = []
-        self.request_ctxs: list[RequestCtx] = []
 
     def new_request(self, env: MessageEnvelope) -> RequestCtx:
-        """A RequestCtx for one envelope of this dispatch."""
-        ctx = RequestCtx(self, env)
-        self.request_ctxs.append(ctx)
-        return ctx
+        """A RequestCtx for one envelope of this dispatch.
+
+        The dispatch keeps no list of its requests: a RequestCtx points at its DispatchCtx, and
+        a list back would make every dispatch a reference cycle, which only the cyclic garbage
+        collector frees (with the whole request, its aiohttp objects included, held till then).
+        """
+        return RequestCtx(self, env)
 
     def deliver(self, env: MessageEnvelope) -> None:
         """Send now on a persistent gateway conn; buffer otherwise (flushed by the server)."""

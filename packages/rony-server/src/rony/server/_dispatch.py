@@ -80,6 +80,29 @@ def error_envelope(err: RonyError, request_id: int = 0) -> MessageEnvelope:
     return envelope(err.to_message(), request_id)
 
 
+def _drop_tracebacks(err: BaseException) -> None:
+    """Forget the tracebacks of a finished chain's error and of the exceptions it chains.
+
+    A RonyError that a handler raised is kept in ``ctx.error``; its traceback holds the frames
+    of the chain, whose locals hold ``ctx``: a reference cycle per failed request, which keeps
+    the request (and, over HTTP, aiohttp's request objects) alive until the cyclic collector
+    runs, and makes it run often. Post-handlers have seen the traceback by now; the error
+    itself (code, items) stays.
+    """
+    todo: list[BaseException] = [err]
+    seen: set[int] = set()
+    while todo:
+        exc = todo.pop()
+        if id(exc) in seen:
+            continue
+        seen.add(id(exc))
+        exc.__traceback__ = None
+        if exc.__cause__ is not None:
+            todo.append(exc.__cause__)
+        if exc.__context__ is not None:
+            todo.append(exc.__context__)
+
+
 class _Dispatch(DispatchCtx):
     """A DispatchCtx whose persistent delivery goes through the transport's ``reply``.
 
@@ -104,7 +127,6 @@ class _Dispatch(DispatchCtx):
         self.services = services
         self.values = {}
         self.buffer = []
-        self.request_ctxs = []
         self.reply = reply
 
     def deliver(self, env: MessageEnvelope) -> None:
@@ -349,6 +371,8 @@ class Dispatcher:
         finally:
             if released is not None:  # (only a SyncRun container member has a release)
                 ctx.next_can_go()
+            if ctx.error is not None:
+                _drop_tracebacks(ctx.error)
         return dctx.drain() if drain and dctx.buffer else []
 
     # --- handler_timeout ----------------------------------------------------------------------
