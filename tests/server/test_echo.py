@@ -107,6 +107,45 @@ async def test_ws_upgrade_on_any_path_and_x_rony_upgrade(http: aiohttp.ClientSes
         writer.close()
 
 
+async def test_http_body_in_pieces(http: aiohttp.ClientSession) -> None:
+    # A body that arrives after its head, in two writes, with a Content-Length and chunked:
+    # the gateway reads it whole (the common small body comes with its head, read without
+    # waiting).
+    body = req(C_SampleEcho, EchoRequest(ID=9, RandomText="pieces" * 20), 31)
+    half = len(body) // 2
+    async with serve(echo_app) as edge:
+        host, port = edge.gateway_address
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for head, parts in [
+                (b"Content-Length: %d\r\n" % len(body), [body[:half], body[half:]]),
+                (
+                    b"Transfer-Encoding: chunked\r\n",
+                    [
+                        b"%x\r\n%s\r\n" % (half, body[:half]),
+                        b"%x\r\n%s\r\n0\r\n\r\n" % (len(body) - half, body[half:]),
+                    ],
+                ),
+            ]:
+                writer.write(b"POST / HTTP/1.1\r\nHost: x\r\n" + head + b"\r\n")
+                for part in parts:
+                    await writer.drain()
+                    await asyncio.sleep(0)  # (not a synchronisation: either order must work)
+                    writer.write(part)
+                await writer.drain()
+                status = await reader.readline()
+                assert status.startswith(b"HTTP/1.1 200"), status
+                length = 0
+                while (line := await reader.readline()) != b"\r\n":
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":")[1])
+                env = decode_envelope(await reader.readexactly(length))
+                assert env.RequestID == 31
+                assert unwrap(env, EchoResponse).RandomText == "pieces" * 20
+        finally:
+            writer.close()
+
+
 async def test_http_rpc_echo_ping_and_content_type(http: aiohttp.ClientSession) -> None:
     async with serve(echo_app) as edge:
         body = req(C_SampleEcho, EchoRequest(ID=4, RandomText="post"), 21)

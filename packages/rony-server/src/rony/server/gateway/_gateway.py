@@ -290,7 +290,12 @@ class Gateway:
         if length is not None:
             if length > limit:
                 raise _BodyTooLarge
-            return await request.content.read(-1) if length else b""
+            if not length:
+                return b""
+            content = request.content
+            if content.is_eof():  # the whole body came with the head (a small one): no await
+                return content.read_nowait(-1)
+            return await content.read(-1)
         data = bytearray()
         while True:
             chunk = await request.content.readany()
