@@ -26,7 +26,9 @@ longest loader's run. For the socket figures the server's own CPU time per call 
 /proc/PID/stat over the run) is printed as well: on this 2-core shared machine the load
 processes, the server and other work compete for the cores, so calls/s ratios move with the
 machine while server CPU µs/call (lower is better) is the steadier view of the server's own
-cost. Each figure is the median of ``--rounds`` runs; compare ratios, run twice.
+cost. Each figure is the median of ``--rounds`` runs. A ratio is the median of the rounds'
+own ratios, each from a figure and its baseline run back to back (the baseline first in every
+other round), with their range in brackets; compare ratios, run twice.
 """
 
 from __future__ import annotations
@@ -412,12 +414,27 @@ async def dispatch_us(number: int) -> tuple[float, float]:
 # --- main ----------------------------------------------------------------------------------------
 
 
-def line(name: str, ours: float, base: float, unit: str, goal: str) -> None:
+def line(
+    name: str, ours: float, base: float, unit: str, goal: str, ratios: list[float] | None = None
+) -> None:
+    """One figure. With ``ratios`` (ours / baseline of each round, measured back to back), the
+    ratio printed is their median and their range follows: steadier than the ratio of the
+    medians when the machine's speed drifts between rounds."""
     if math.isnan(ours) or math.isnan(base):
         return  # not measured in this run (--only)
-    ratio = ours / base if base else float("nan")
+    spread = ""
+    if ratios:
+        ratio = statistics.median(ratios)
+        spread = f" [{min(ratios):.2f}-{max(ratios):.2f}]"
+    else:
+        ratio = ours / base if base else float("nan")
     print(f"{name:<36} ours {ours:>10.1f} {unit:<8} baseline {base:>10.1f} {unit:<8} "
-          f"ratio {ratio:6.2f}x  (goal {goal})", flush=True)  # fmt: skip
+          f"ratio {ratio:6.2f}x{spread}  (goal {goal})", flush=True)  # fmt: skip
+
+
+def paired(ours: list[float], base: list[float]) -> list[float]:
+    """ours / baseline round by round (rounds where either was not measured are skipped)."""
+    return [o / b for o, b in zip(ours, base, strict=True) if b and not math.isnan(o + b)]
 
 
 def main() -> None:
@@ -427,7 +444,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seconds", type=float, default=2.5)
     ap.add_argument("--clients", type=int, default=64)
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--loaders", type=int, default=2, help="load processes (clients split)")
     ap.add_argument("--number", type=int, default=50_000)
     ap.add_argument(
@@ -449,14 +466,15 @@ def main() -> None:
             rate: dict[str, list[float]] = {k: [] for k in names}
             cpu: dict[str, list[float]] = {k: [] for k in names}
             c, sec = args.clients, args.seconds
-            for _ in range(args.rounds):
-                for name, kind, server, is_rony in (
-                    ("ws_ours", "ws", rony, True),
-                    ("ws_raw", "ws", raw, False),
-                    ("http_ours", "http", rony, True),
-                    ("http_raw", "http", raw, False),
-                    ("grpc", "grpc", grpc_srv, False),
-                ):
+            for rnd in range(args.rounds):
+                # Each figure and its baseline run back to back, the baseline first in every
+                # other round, so a drift of the machine's speed falls on both alike.
+                ws = [("ws_ours", "ws", rony, True), ("ws_raw", "ws", raw, False)]
+                http = [("http_ours", "http", rony, True), ("http_raw", "http", raw, False)]
+                if rnd % 2:
+                    ws.reverse()
+                    http.reverse()
+                for name, kind, server, is_rony in [*ws, *http, ("grpc", "grpc", grpc_srv, False)]:
                     if (
                         args.only
                         and kind not in args.only
@@ -469,18 +487,20 @@ def main() -> None:
                     rate[name].append(r)
                     cpu[name].append(u)
             med = statistics.median
-            line("WS RPC (calls/s)", med(rate["ws_ours"]), med(rate["ws_raw"]), "calls/s",
-                 ">= 0.8x")  # fmt: skip
-            line("HTTP RPC (calls/s)", med(rate["http_ours"]), med(rate["http_raw"]), "calls/s",
-                 ">= 0.8x")  # fmt: skip
-            line("WS RPC vs grpc.aio (calls/s)", med(rate["ws_ours"]), med(rate["grpc"]),
-                 "calls/s", ">= 8x")  # fmt: skip
-            line("  WS server CPU (µs/call)", med(cpu["ws_ours"]), med(cpu["ws_raw"]), "µs/call",
-                 "info: lower is better")  # fmt: skip
-            line("  HTTP server CPU (µs/call)", med(cpu["http_ours"]), med(cpu["http_raw"]),
-                 "µs/call", "info: lower is better")  # fmt: skip
-            line("  WS vs gRPC server CPU (µs/call)", med(cpu["ws_ours"]), med(cpu["grpc"]),
-                 "µs/call", "info: lower is better")  # fmt: skip
+            for title, ours, base, goal in (
+                ("WS RPC (calls/s)", "ws_ours", "ws_raw", ">= 0.8x"),
+                ("HTTP RPC (calls/s)", "http_ours", "http_raw", ">= 0.8x"),
+                ("WS RPC vs grpc.aio (calls/s)", "ws_ours", "grpc", ">= 8x"),
+            ):
+                line(title, med(rate[ours]), med(rate[base]), "calls/s", goal,
+                     paired(rate[ours], rate[base]))  # fmt: skip
+            for title, ours, base in (
+                ("  WS server CPU (µs/call)", "ws_ours", "ws_raw"),
+                ("  HTTP server CPU (µs/call)", "http_ours", "http_raw"),
+                ("  WS vs gRPC server CPU (µs/call)", "ws_ours", "grpc"),
+            ):
+                line(title, med(cpu[ours]), med(cpu[base]), "µs/call", "info: lower is better",
+                     paired(cpu[ours], cpu[base]))  # fmt: skip
         finally:
             loaders.close()
             rony.stop()
