@@ -213,9 +213,8 @@ class RequestCtx:
         if env.JsonEncoded:
             return unwrap(env, message_class)
         # unwrap's binary branch, inlined: this runs once per request.
-        message = message_class()
         try:
-            message.ParseFromString(env.Message)
+            message: M = message_class.FromString(env.Message)
         except Exception as exc:  # upb raises DecodeError; be total on hostile bytes.
             raise MalformedError(
                 "REQUEST", f"{message_class.DESCRIPTOR.name} does not decode: {exc}"
