@@ -191,3 +191,41 @@ async def test_health_is_503_while_draining(
     probe.gate(1).set()
     await stopping
     await ws.close()
+
+
+@pytest.mark.parametrize("fails", ["gateway", "gateway and store"])
+async def test_failed_start_releases_everything_when_undoing_it_fails(
+    test_app: App, tmp_path: object, monkeypatch: pytest.MonkeyPatch, fails: str
+) -> None:
+    # The start failed (port taken); undoing it, gateway.stop raised: the store was never
+    # closed (its LMDB env, lock and threads leaked) and that error replaced the OSError.
+    import rony.server._edge as edge_module
+    from rony.store import AsyncStore
+
+    class BrokenStopGateway(edge_module.Gateway):
+        async def stop(self, grace: float) -> None:
+            await super().stop(grace)
+            raise RuntimeError("gateway.stop failed")
+
+    real_close = AsyncStore.close
+
+    async def broken_close(self: AsyncStore) -> None:
+        await real_close(self)
+        raise RuntimeError("store.close failed")
+
+    data = str(tmp_path) + "/b"
+    async with Edge(test_app, data_dir=str(tmp_path) + "/a") as first:
+        _, port = first.gateway_address
+        second = Edge(test_app, data_dir=data, gateway_port=port)
+        with monkeypatch.context() as patch:
+            patch.setattr(edge_module, "Gateway", BrokenStopGateway)
+            if fails == "gateway and store":
+                patch.setattr(AsyncStore, "close", broken_close)
+            with pytest.raises(OSError, match=str(port)):
+                await second.start()
+    assert not second.running
+    assert second.store is not None
+    assert second.store.store.closed
+    await asyncio.wait_for(second.wait_for_termination(), 5)
+    async with Edge(test_app, data_dir=data, gateway_port=0):  # its lock was released
+        pass

@@ -223,12 +223,11 @@ class Edge:
                     await self.gateway.start()
             except BaseException:
                 self._state = "stopped"
-                if self.gateway is not None:
-                    await self.gateway.stop(0.1)
-                if self.store is not None:
-                    await self.store.close()
-                self._terminated.set()
-                raise
+                try:
+                    await self._undo_start()
+                finally:
+                    self._terminated.set()
+                raise  # the error that failed the start, not one met while undoing it
             self._state = "running"
         if serve_gateway:
             log.info(
@@ -240,6 +239,24 @@ class Edge:
             )
         else:
             log.info("rony node %s (app %r) started without a gateway", s.server_id, self.app.name)
+
+    async def _undo_start(self) -> None:
+        """Release what a failed ``start()`` opened: every part is tried, whatever fails.
+
+        A part's error is logged, not raised, so ``start()`` raises the error that failed it.
+        """
+        try:
+            if self.gateway is not None:
+                try:
+                    await self.gateway.stop(0.1)
+                except Exception:
+                    log.exception("failed start: stopping the gateway failed")
+        finally:  # also when cancelled: the store's LMDB env and threads must not leak
+            if self.store is not None:
+                try:
+                    await self.store.close()
+                except Exception:
+                    log.exception("failed start: closing the store failed")
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop gracefully (idempotent; concurrent callers all wait for the same stop).
