@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -90,3 +93,56 @@ async def test_test_client_closed_then_reused_runs_a_fresh_node() -> None:
         assert await client.call(C_Ping, Ping(ID=3)) == Pong(ID=3)
     assert first is not None
     assert not first.running
+
+
+_FIXTURE_TEARDOWN = """
+import pytest
+from rony.server import App
+
+app = App("teardown")
+shutdown = []
+nodes = []
+
+@app.on_shutdown
+async def mark(edge):
+    shutdown.append(edge.server_id)
+
+async def test_nodes(rony_node):
+    for name in "abc":
+        nodes.append(await rony_node(app, server_id=name))
+    for edge in nodes[1:]:  # c is stopped first (reverse order), then b: both raise
+        real_stop = edge.gateway.stop
+
+        async def broken(grace, real_stop=real_stop, name=edge.server_id):
+            await real_stop(grace)
+            raise RuntimeError(f"stop {name} failed")
+
+        edge.gateway.stop = broken
+
+def test_every_node_was_stopped():  # runs after test_nodes and its teardown
+    assert [edge.server_id for edge in nodes] == ["a", "b", "c"]
+    assert [edge.running for edge in nodes] == [False, False, False]
+    assert [edge.store.store.closed for edge in nodes] == [True, True, True]
+    assert shutdown == ["a"]  # b's and c's stops failed before their shutdown hooks
+"""
+
+
+def test_rony_node_fixture_stops_every_node_when_one_stop_raises(tmp_path: Path) -> None:
+    # The teardown stopped the nodes one by one: the first stop that raised left the nodes
+    # after it running (ports, LMDB envs and their threads) into the following tests.
+    test_file = tmp_path / "test_teardown.py"
+    test_file.write_text(textwrap.dedent(_FIXTURE_TEARDOWN))
+    pytest_args = ["-W", "error", "-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:xdist"]
+    pytest_args += ["-o", "asyncio_mode=auto", "-o", "asyncio_default_fixture_loop_scope=function"]
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", test_file.name, *pytest_args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    out = run.stdout + run.stderr
+    assert "2 passed, 1 error" in out, out
+    assert "ERROR at teardown of test_nodes" in out, out
+    assert "RuntimeError: stop c failed" in out, out  # the first error is the one raised
+    assert "stopping another node also failed: RuntimeError('stop b failed')" in out, out

@@ -33,7 +33,7 @@ if pytest_asyncio is not None:
     @pytest_asyncio.fixture  # type: ignore[untyped-decorator]
     async def rony_node(tmp_path: Path) -> AsyncIterator[NodeFactory]:
         """Factory of started nodes: ``await rony_node(app, **settings_overrides) -> Edge``."""
-        from rony.server.testing import _edge_for
+        from rony.server.testing import _edge_for, _stop_all
 
         edges: list[Edge] = []
 
@@ -49,5 +49,4 @@ if pytest_asyncio is not None:
         try:
             yield start
         finally:
-            for edge in reversed(edges):
-                await edge.stop(1.0)
+            await _stop_all(reversed(edges), 1.0)  # every node, even if one's stop raises

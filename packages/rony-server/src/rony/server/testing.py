@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 import random
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any, TypeVar, overload
@@ -58,6 +58,25 @@ def _edge_for(app: App | Edge, overrides: dict[str, Any]) -> Edge:
     if isinstance(app, Edge):
         return Edge(app.app, app.settings.replace(**overrides))
     return Edge(app, **overrides)
+
+
+async def _stop_all(edges: Iterable[Edge], grace: float) -> None:
+    """Stop every node in ``edges``, even when stopping one raises; then raise the first error.
+
+    (The ``rony_node`` fixture's teardown: a node whose stop failed must not leave the ones after
+    it running, with their ports, LMDB envs and threads, into the next test.)
+    """
+    errors: list[BaseException] = []
+    for edge in edges:
+        try:
+            await edge.stop(grace)
+        except BaseException as exc:  # also a cancelled teardown: the others are still stopped
+            errors.append(exc)
+    if errors:
+        first = errors[0]
+        for other in errors[1:]:
+            first.add_note(f"stopping another node also failed: {other!r}")
+        raise first
 
 
 @asynccontextmanager
