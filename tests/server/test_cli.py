@@ -3,13 +3,18 @@ settings precedence (flags > env > file > defaults)."""
 
 from __future__ import annotations
 
+import http.client
 import os
+import queue
 import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import IO
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -245,3 +250,92 @@ def test_cli_data_dir_that_is_no_store_exits_1_with_a_message(
     err = capsys.readouterr().err
     assert "rony serve:" in err
     assert "other files" in err
+
+
+_STUCK_APP = """
+import asyncio
+import sys
+
+from rony.server import App
+
+app = App("stuck")
+
+
+async def stuck(ctx):
+    print("handler entered", flush=True)
+    await asyncio.Event().wait()  # never finishes: the graceful stop waits its whole grace
+
+
+app.handle(4242, stuck)
+"""
+
+
+class _Lines:
+    """The lines a subprocess writes to ``stream``, read by a thread; ``wait`` has a deadline."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
+            self._queue.put(line)
+
+    def wait(self, pattern: str, timeout: float = 10.0) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise AssertionError(f"no line matching {pattern!r}; saw {self.seen!r}") from None
+            self.seen.append(line)
+            if m := re.search(pattern, line):
+                return m
+
+    def rest(self) -> str:
+        self._thread.join(timeout=5)
+        while not self._queue.empty():
+            self.seen.append(self._queue.get())
+        return "".join(self.seen)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_rony_serve_second_signal_while_draining_exits_at_once(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    # The second Ctrl-C was ignored: `rony serve` went on waiting out the grace period (30 s
+    # here) for a request that never finished, and could only be killed.
+    (tmp_path / "stuck_app.py").write_text(_STUCK_APP)
+    args = ["serve", "stuck_app:app", "--gateway", "127.0.0.1:0", "--grace", "30"]
+    proc = _start([*args, "--data-dir", str(tmp_path / "data")], cwd=tmp_path)
+    assert proc.stdout is not None
+    assert proc.stderr is not None
+    out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+    conn: http.client.HTTPConnection | None = None
+    try:
+        url = urlsplit(out.wait(r"listening on (http://\S+)").group(1))
+        conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=10)
+        conn.request("POST", "/", body=req(4242, Ping(ID=1)))  # its reply never comes
+        out.wait("handler entered")
+        os.kill(proc.pid, sig)
+        err.wait(f"{sig.name}: stopping gracefully")
+        assert proc.poll() is None  # draining: the stuck request holds the stop
+        os.kill(proc.pid, sig)
+        code = proc.wait(timeout=5)
+    finally:
+        if conn is not None:
+            conn.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        stderr = err.rest()  # the readers reached EOF: the pipes can be closed
+        out.rest()
+        proc.stdout.close()
+        proc.stderr.close()
+    assert code == 128 + sig, stderr
+    assert f"rony serve: {sig.name} again while stopping: exiting at once\n" in stderr
+    assert "rony node" in stderr
+    assert " stopped" not in stderr.split("stopping gracefully")[1]  # no graceful end

@@ -156,24 +156,53 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+_STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def _force_exit(signum: int, frame: object) -> None:
+    """A second SIGINT/SIGTERM while stopping: exit now, as uvicorn does on a second Ctrl-C.
+
+    A plain Python signal handler, not the loop's: it runs even when a handler blocks the event
+    loop. Nothing more is awaited (the drain or a shutdown hook may be what hangs); the store is
+    left unclosed, which LMDB survives as it survives a crash.
+    """
+    name = signal.Signals(signum).name
+    os.write(2, f"rony serve: {name} again while stopping: exiting at once\n".encode())
+    os._exit(128 + signum)  # the shell's code for "ended by this signal"
+
+
 async def _serve(edge: Edge, grace: float | None) -> None:
     loop = asyncio.get_running_loop()
     stopping: list[asyncio.Task[None]] = []
+    originals = {sig: signal.getsignal(sig) for sig in _STOP_SIGNALS}
 
-    def on_signal(signame: str) -> None:
-        if not stopping:
-            log.info("%s: stopping gracefully", signame)
-            stopping.append(loop.create_task(edge.stop(grace)))
+    def on_signal(sig: signal.Signals) -> None:
+        if stopping:  # a second signal that came before the swap below
+            _force_exit(sig, None)
+        # From now on a signal exits at once. The loop keeps its handlers (only their Python
+        # half is replaced), so a signal that reached the loop before this swap still comes
+        # back here, and is not lost.
+        for other in _STOP_SIGNALS:
+            signal.signal(other, _force_exit)
+        log.info("%s: stopping gracefully (%s again to exit at once)", sig.name, sig.name)
+        stopping.append(loop.create_task(edge.stop(grace)))
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in _STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError):
-            loop.add_signal_handler(sig, on_signal, sig.name)
-    await edge.start()
-    print(f"listening on {edge.url}", flush=True)
+            loop.add_signal_handler(sig, on_signal, sig)
     try:
+        await edge.start()
+        print(f"listening on {edge.url}", flush=True)
         await edge.wait_for_termination()
     finally:
-        await edge.stop(grace)
+        try:
+            await edge.stop(grace)
+        finally:
+            for sig, handler in originals.items():
+                with contextlib.suppress(NotImplementedError):
+                    loop.remove_signal_handler(sig)
+                if handler is not None:
+                    signal.signal(sig, handler)
 
 
 register(Subcommand("serve", "run a Rony node serving MODULE:ATTR", _configure_serve, _run_serve))
