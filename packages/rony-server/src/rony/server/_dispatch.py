@@ -23,7 +23,9 @@ the dispatcher one received unit: raw bytes (``dispatch_bytes``) or a decoded en
    handler raises a RonyError              that error (code, items, description)
    handler raises anything else            E00 SERVER, no description (no traceback leaks;
                                            the traceback is logged)
-   handler_timeout passes                  E06 TIMEOUT
+   handler_timeout passes                  E06 TIMEOUT; but a chain that catches the
+                                           cancellation and finishes answers for itself
+                                           (one outcome per request: see ``_timed_out``)
    ======================================  ===============================================
 
 Replies reach the client through ``DispatchCtx.deliver``: at once through ``reply`` on a
@@ -317,7 +319,9 @@ class Dispatcher:
                 watched[task] = now + limit
                 if self._sweeper is None:
                     self._sweeper = task.get_loop().call_later(self._sweep_every, self._sweep)
-            timed_out = False
+            # handler_timeout's outcome, set off the success path: "cut" when its cancellation
+            # ended the chain, "caught" when the chain caught it and finished (see _timed_out).
+            fired_as = ""
             try:
                 app = self.app
                 try:
@@ -346,6 +350,7 @@ class Dispatcher:
             except asyncio.CancelledError:
                 if task is None or not fired or task not in fired:
                     raise
+                fired_as = "cut"
             finally:
                 if task is not None:
                     if outer is None:
@@ -353,21 +358,15 @@ class Dispatcher:
                     else:
                         watched[task] = outer
                     if fired and task in fired:
+                        # The timeout fired on this chain: withdraw its cancel request however
+                        # the chain ended.
                         fired.discard(task)
-                        timed_out = True
-            if timed_out:
+                        task.uncancel()
+                        if not fired_as:
+                            fired_as = "caught"
+            if fired_as:
                 assert task is not None
-                task.uncancel()
-                log.warning(
-                    "%s timed out after %ss (conn %s, request %s)",
-                    self._name(entry),
-                    limit,
-                    ctx.conn_id,
-                    ctx.request_id,
-                )
-                ctx.push_error(
-                    RequestTimeoutError("HANDLER", f"the handler did not finish in {limit}s")
-                )
+                self._timed_out(ctx, entry, limit, task, fired_as == "cut")
         finally:
             if released is not None:  # (only a SyncRun container member has a release)
                 ctx.next_can_go()
@@ -393,6 +392,51 @@ class Dispatcher:
                 fired.add(task)
                 task.cancel()
         self._sweeper = loop.call_later(self._sweep_every, self._sweep) if self._watched else None
+
+    def _timed_out(
+        self,
+        ctx: RequestCtx,
+        entry: HandlerEntry,
+        limit: float | None,
+        task: asyncio.Task[Any],
+        cut: bool,
+    ) -> None:
+        """The handler_timeout fired on this chain, and the chain has ended: give the request
+        its one outcome.
+
+        * ``cut``: the timeout's CancelledError ended the chain: the outcome is E06.
+        * otherwise the chain caught that CancelledError and finished anyway (returned, or
+          raised its own error, already pushed): what it pushed is the outcome, and no E06 is
+          added. Adding one answered the same RequestID twice, a reply then E06.
+
+        Why the chain's answer wins, not the deadline: a grpc server, whose handlers cannot be
+        interrupted, answers DEADLINE_EXCEEDED at the deadline and throws the late reply away;
+        Go Rony has no server-side deadline at all. Here the deadline interrupts the handler
+        itself, so a handler that answers after the interruption does so on purpose, and its
+        answer is the truth about the request (the work may be done): a reply pushed is a
+        reply. The client, which enforces its own deadline, may have given up and drops it as
+        any late reply. A chain that catches the cancellation and pushes nothing sends
+        nothing, as any chain that pushes nothing. A chain that pushes and then lets the
+        cancellation end it gets E06 after what it pushed: the dispatcher keeps no record of a
+        request's pushes (that would cost every request); to answer, catch and return.
+        """
+        if not cut:
+            log.warning(
+                "%s caught its handler_timeout (%ss) and finished (conn %s, request %s)",
+                self._name(entry),
+                limit,
+                ctx.conn_id,
+                ctx.request_id,
+            )
+            return
+        log.warning(
+            "%s timed out after %ss (conn %s, request %s)",
+            self._name(entry),
+            limit,
+            ctx.conn_id,
+            ctx.request_id,
+        )
+        ctx.push_error(RequestTimeoutError("HANDLER", f"the handler did not finish in {limit}s"))
 
     def _internal_error(self, ctx: RequestCtx, entry: HandlerEntry) -> None:
         log.error(
