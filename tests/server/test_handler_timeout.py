@@ -5,6 +5,7 @@ tasks, and a real node over a WebSocket."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,7 +14,7 @@ from rony.core import C_Error, MessageEnvelope, Ping, Pong, RequestCtx, envelope
 from rony.core import registry as core_registry
 from rony.core.errors import UnavailableError
 from rony.core.testing import MemoryConn
-from rony.server import App, Dispatcher, DispatchSettings
+from rony.server import App, Dispatcher, DispatchSettings, Edge
 from rony.server.testing import serve
 
 from .conftest import error_of, recv_env, req
@@ -102,6 +103,53 @@ async def test_a_handler_the_timeout_cuts_gets_e06() -> None:
     assert task.cancelling() == 0
 
 
+async def test_stop_cancel_on_a_timed_out_chain_propagates() -> None:
+    # The timeout fired; the handler caught it and is cleaning up when stop cancels the task:
+    # stop's CancelledError used to be absorbed as the timeout's (an E06, the task went on).
+    s = _Scenario("cleanup")
+    sent: list[MessageEnvelope] = []
+    after: list[str] = []
+    dispatcher = _dispatcher(s)
+
+    async def worker() -> None:  # as the gateway's WS worker: dispatch, then go on
+        await dispatcher.dispatch(
+            MemoryConn(), envelope(Ping(ID=1), 5, constructor=C_Stubborn), reply=sent.append
+        )
+        after.append("went on")
+        await asyncio.Event().wait()
+
+    task = asyncio.create_task(worker())
+    await asyncio.wait_for(s.caught.wait(), 5)
+    task.cancel()  # Edge.stop after its grace period
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert task.cancelled()
+    assert task.cancelling() == 1  # stop's request only: the timeout's was withdrawn
+    assert after == []
+    assert sent == []
+
+
+async def test_stop_cancel_swallowed_with_the_timeouts_still_propagates() -> None:
+    # A cancel request made while the handler runs, after it caught the timeout's CancelledError
+    # and swallowed it: the dispatcher must not return as if only its own request existed.
+    s = _Scenario("stop-now")
+    sent: list[MessageEnvelope] = []
+    after: list[str] = []
+    dispatcher = _dispatcher(s)
+
+    async def worker() -> None:
+        await dispatcher.dispatch(
+            MemoryConn(), envelope(Ping(ID=1), 5, constructor=C_Stubborn), reply=sent.append
+        )
+        after.append("went on")  # (before its next await, so before asyncio would cancel it)
+
+    task = asyncio.create_task(worker())
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert after == []
+    assert sent == []
+
+
 async def test_over_a_websocket_a_caught_timeout_answers_once(http: aiohttp.ClientSession) -> None:
     s = _Scenario("reply")
     async with serve(s.app, handler_timeout=LIMIT) as edge, http.ws_connect(edge.url) as ws:
@@ -112,3 +160,24 @@ async def test_over_a_websocket_a_caught_timeout_answers_once(http: aiohttp.Clie
         await ws.send_bytes(req(C_Stubborn, Ping(ID=1), 12))
         second = await recv_env(ws)
         assert second.RequestID == 12
+
+
+async def test_edge_stop_ends_a_timed_out_chain_and_finishes(
+    http: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    # A handler caught its timeout and is still cleaning up when stop's grace runs out: stop's
+    # cancel used to be absorbed as an E06, the WS worker went on and parked, and stop waited on
+    # it for ever.
+    s = _Scenario("cleanup")
+    edge = Edge(s.app, data_dir=str(tmp_path), handler_timeout=LIMIT)
+    await edge.start()
+    ws = await http.ws_connect(edge.url)
+    await ws.send_bytes(req(C_Stubborn, Ping(ID=1), 11))
+    await asyncio.wait_for(s.caught.wait(), 5)
+    try:
+        await asyncio.wait_for(edge.stop(0.05), 5)
+    except TimeoutError:
+        raise AssertionError("Edge.stop did not finish") from None
+    msg = await ws.receive(timeout=5)  # the close, with no E06 (or reply) before it
+    assert msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED), msg
+    await ws.close()

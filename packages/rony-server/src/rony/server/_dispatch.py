@@ -348,7 +348,11 @@ class Dispatcher:
                     except Exception:
                         self._internal_error(ctx, entry)
             except asyncio.CancelledError:
-                if task is None or not fired or task not in fired:
+                # Only the timeout's own cancellation is answered with E06. Any other one
+                # (Edge.stop after its grace, a handler cancelling its own request) propagates,
+                # also when it lands on a chain whose timeout already fired: the task then
+                # counts two requests (Python 3.11 Task.cancelling()), ours and that one.
+                if task is None or not fired or task not in fired or task.cancelling() > 1:
                     raise
                 fired_as = "cut"
             finally:
@@ -359,7 +363,8 @@ class Dispatcher:
                         watched[task] = outer
                     if fired and task in fired:
                         # The timeout fired on this chain: withdraw its cancel request however
-                        # the chain ended.
+                        # the chain ended (an E06, the chain's own answer, or another cancel
+                        # propagating), so the task's count holds only the others'.
                         fired.discard(task)
                         task.uncancel()
                         if not fired_as:
@@ -421,6 +426,11 @@ class Dispatcher:
         request's pushes (that would cost every request); to answer, catch and return.
         """
         if not cut:
+            if task.cancelling():
+                # Another cancel request (Edge.stop's) came with ours and the chain swallowed
+                # both: asyncio delivers requests made before the task resumes as one
+                # CancelledError. Ours is withdrawn; that one still ends the chain.
+                raise asyncio.CancelledError
             log.warning(
                 "%s caught its handler_timeout (%ss) and finished (conn %s, request %s)",
                 self._name(entry),
