@@ -17,6 +17,7 @@ from rony.core import (
     Ping,
     Pong,
     RequestCtx,
+    envelope,
     message_id,
     registry,
 )
@@ -291,6 +292,36 @@ async def test_rest_over_socket_with_query_and_conn_values(http: aiohttp.ClientS
     ):
         assert r.status == 200
     assert seen == {"i32": "5", "q": "z", "h": "v"}
+
+
+async def test_a_repeated_query_parameter_is_its_last_value_everywhere(
+    http: aiohttp.ClientSession,
+) -> None:
+    # REST binding took the last value and the conn values the first, so a handler saw
+    # ctx.conn.get("s") == "a" next to a bound field s == "b".
+    app = _app()
+    seen: list[Any] = []
+
+    async def spy(ctx: RequestCtx) -> None:
+        seen.append((ctx.conn.get("s"), ctx.conn.get("u32")))
+        ctx.push_message(ctx.message(Kinds))
+
+    app.handle(C_Echo, spy)
+    path = "/kinds/5/6?s=a&u32=1&s=b&u32=2"
+    async with serve(app) as edge:
+        async with http.get(edge.url + path) as r:
+            assert r.status == 200
+            body = await r.json()
+        assert (body["s"], body["u32"]) == ("b", 2)
+        assert seen == [("b", "2")]
+        async with http.ws_connect(edge.url + "/?s=a&s=b") as ws:  # a handshake's query too
+            await ws.send_bytes(envelope(Kinds(), 1, constructor=C_Echo).SerializeToString())
+            await ws.receive(timeout=5)
+        assert seen[-1] == ("b", None)
+    async with TestClient(app) as client:  # the in-process client agrees
+        res = await client.rest("GET", path)
+        assert (json.loads(res.body)["s"], json.loads(res.body)["u32"]) == ("b", 2)
+        assert seen[-1] == ("b", "2")
 
 
 def _closed_enum_class() -> type[Message]:

@@ -84,6 +84,7 @@ from rony.server.gateway._rest import (
     RestRouter,
     bind_request,
     error_response,
+    query_values,
     render_response,
     split_path,
     too_large_response,
@@ -274,8 +275,12 @@ class Gateway:
             if low in _SKIP_HEADERS or low.startswith("sec-websocket-"):
                 continue
             values[canonical_header(name)] = value
-        for key, value in request.query.items():
-            values.setdefault(key, value)
+        # Then the query arguments, a header of the same name winning. A repeated argument
+        # gives its last value, the one REST binding uses (see query_values).
+        query = request.query
+        if query:
+            for key, value in query_values(query.items()).items():
+                values.setdefault(key, value)
         return values
 
     def _client_ip(self, request: web.BaseRequest) -> str:

@@ -12,6 +12,8 @@ Binding: the request body (JSON when ``json_encode``, else binary protobuf; an e
 empty message) is decoded first, then path and ``bind_query_param`` parameters override their
 fields, converted exactly for every scalar kind (ints with range checks, float/double, bool,
 string, bytes as UTF-8, enum by name or number). A value that does not convert is E01 REQUEST.
+A query parameter given more than once (``?a=1&a=2``) binds its last value, the same value the
+handler sees in the conn values (``query_values``).
 
 Responses, from the first reply the handler pushed (as Go Rony):
 
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -52,7 +54,14 @@ from rony.core import (
 from rony.core.errors import InternalError, MalformedError, RonyError, http_status_of
 from rony.server._app import RestRoute
 
-__all__ = ["RestResponse", "RestRouter", "bind_request", "render_response", "split_path"]
+__all__ = [
+    "RestResponse",
+    "RestRouter",
+    "bind_request",
+    "query_values",
+    "render_response",
+    "split_path",
+]
 
 _request_ids = itertools.count(1)
 
@@ -63,6 +72,18 @@ PROTOBUF = "application/x-protobuf"
 def split_path(raw_path: str) -> list[str]:
     """A raw URL path (no query) -> its URL-decoded segments, empty ones dropped."""
     return [unquote(s) for s in raw_path.split("/") if s]
+
+
+def query_values(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Query arguments -> one value per name: the LAST of a repeated one (``?a=1&a=2`` -> 2).
+
+    The one rule for both places a query argument reaches a handler: REST binding
+    (``bind_query_param``) and the conn values (``ctx.conn.get``). Go Rony had one rule too, the
+    last value: it copied every query argument into the conn's map with fasthttp's
+    ``QueryArgs().VisitAll`` (each value overwriting the one before), and its REST proxies read
+    the bound parameters back from that map (``conn.Get``); it never used ``Peek`` (the first).
+    """
+    return dict(pairs)
 
 
 @dataclass(slots=True)
