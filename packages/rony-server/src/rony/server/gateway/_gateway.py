@@ -385,7 +385,7 @@ class Gateway:
                 self._client_ip(request),
                 lambda: {**self._values(request), **params},
             )
-            query = {k: v for k, v in request.query.items()}
+            query = query_values(request.query.items())
             try:
                 env = bind_request(route, params, query, body, self.settings.limits)
             except RonyError as err:
