@@ -425,28 +425,23 @@ class Dispatcher:
         cancellation end it gets E06 after what it pushed: the dispatcher keeps no record of a
         request's pushes (that would cost every request); to answer, catch and return.
         """
-        if not cut:
-            if task.cancelling():
-                # Another cancel request (Edge.stop's) came with ours and the chain swallowed
-                # both: asyncio delivers requests made before the task resumes as one
-                # CancelledError. Ours is withdrawn; that one still ends the chain.
-                raise asyncio.CancelledError
-            log.warning(
-                "%s caught its handler_timeout (%ss) and finished (conn %s, request %s)",
-                self._name(entry),
-                limit,
-                ctx.conn_id,
-                ctx.request_id,
-            )
-            return
+        if not cut and task.cancelling():
+            # Another cancel request (Edge.stop's) came with ours and the chain swallowed
+            # both: asyncio delivers requests made before the task resumes as one
+            # CancelledError. Ours is withdrawn; that one still ends the chain.
+            raise asyncio.CancelledError
+        what = "timed out after %ss" if cut else "caught its handler_timeout (%ss) and finished"
         log.warning(
-            "%s timed out after %ss (conn %s, request %s)",
+            "%s " + what + " (conn %s, request %s)",
             self._name(entry),
             limit,
             ctx.conn_id,
             ctx.request_id,
         )
-        ctx.push_error(RequestTimeoutError("HANDLER", f"the handler did not finish in {limit}s"))
+        if cut:
+            ctx.push_error(
+                RequestTimeoutError("HANDLER", f"the handler did not finish in {limit}s")
+            )
 
     def _internal_error(self, ctx: RequestCtx, entry: HandlerEntry) -> None:
         log.error(
