@@ -149,6 +149,18 @@ def build_test_app(probe: Probe) -> App:
     return app
 
 
+@pytest.fixture(autouse=True, params=["inline", "receive"])
+def ws_read_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with both ways a WebSocket frame is taken: inline from
+    data_received (the default) and through aiohttp's receive() (the fallback when an aiohttp
+    release lacks the internals the inline feed uses, or ``ws_inline_dispatch=False``)."""
+    if request.param == "receive":
+        from rony.server.gateway import _gateway
+
+        monkeypatch.setattr(_gateway._FeedParser, "install", classmethod(lambda *a: None))
+    return str(request.param)
+
+
 @pytest.fixture
 def probe() -> Probe:
     return Probe()

@@ -62,6 +62,9 @@ class EdgeSettings:
     health_path             ``/healthz``  GET answers 200 JSON (503 while stopping);
                                           None disables
     ws_compress             False         permessage-deflate (Go Rony had none)
+    ws_inline_dispatch      True          dispatch each WS frame straight from the socket
+                                          read (saves ~3 µs a frame); False = through
+                                          aiohttp's ``receive()``. Same behaviour either way
     ======================  ============  ===================================================
     """
 
@@ -85,6 +88,7 @@ class EdgeSettings:
     cors_origins: tuple[str, ...] = ("*",)
     health_path: str | None = "/healthz"
     ws_compress: bool = False
+    ws_inline_dispatch: bool = True
 
     def __post_init__(self) -> None:
         self.advertised_addrs = tuple(self.advertised_addrs)

@@ -22,7 +22,7 @@ from rony.core import MessageEnvelope, encode_envelope_json
 from rony.core.errors import RonyError
 from rony.server._dispatch import error_envelope
 
-__all__ = ["HttpConn", "Resume", "WSConn", "canonical_header"]
+__all__ = ["RECEIVE", "HttpConn", "Resume", "WSConn", "Worker", "canonical_header"]
 
 log = logging.getLogger("rony.server")
 
@@ -55,6 +55,14 @@ def _frame_writer(ws: web.WebSocketResponse) -> Any:
     return None
 
 
+RECEIVE = "receive"
+"""What ``WSConn.feed_wait`` gives the reader to make it call ``receive()`` once."""
+
+Worker = tuple[
+    "asyncio.Future[None]", "asyncio.Task[None]", contextvars.Context, contextvars.Context
+]
+
+
 def canonical_header(name: str) -> str:
     """``x-custom-header`` -> ``X-Custom-Header`` (the key Go Rony put into the conn values)."""
     return "-".join(p[:1].upper() + p[1:].lower() for p in name.split("-"))
@@ -62,17 +70,29 @@ def canonical_header(name: str) -> str:
 
 class Resume:
     """Awaitable that drives a coroutine which already ran its first step (and yielded
-    ``yielded``) to its end in the awaiting task: a task's step loop without the task."""
+    ``yielded``) to its end in the awaiting task: a task's step loop without the task.
 
-    __slots__ = ("_coro", "_yielded")
+    With ``exc`` (a cancellation that reached the task before it took the coroutine over),
+    that is thrown in first, as a task delivers a cancel at the coroutine's next await.
+    """
 
-    def __init__(self, coro: Coroutine[Any, Any, Any], yielded: Any) -> None:
+    __slots__ = ("_coro", "_exc", "_yielded")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, Any], yielded: Any, exc: BaseException | None = None
+    ) -> None:
         self._coro = coro
         self._yielded = yielded
+        self._exc = exc
 
     def __await__(self) -> Generator[Any, Any, Any]:
-        coro, yielded = self._coro, self._yielded
-        self._yielded = None
+        coro, yielded, exc = self._coro, self._yielded, self._exc
+        self._yielded = self._exc = None
+        if exc is not None:
+            try:
+                yielded = coro.throw(exc)
+            except StopIteration as stop:
+                return stop.value
         while True:
             try:
                 sent = yield yielded  # the task sees exactly what the coroutine yielded
@@ -159,6 +179,11 @@ class WSConn(_Values):
         "close_task",
         "context",
         "ended",
+        "feed_blocked",
+        "feed_queue",
+        "feed_wait",
+        "feeding",
+        "handoffs",
         "idle_workers",
         "inflight",
         "last_activity",
@@ -167,6 +192,7 @@ class WSConn(_Values):
         "reader",
         "reader_done",
         "request",
+        "role",
         "slot_waiter",
         "text_mode",
         "writer_task",
@@ -195,10 +221,24 @@ class WSConn(_Values):
         self.slot_waiter: asyncio.Future[None] | None = None
         # The futures idle workers wait on for the reader role, whether reading has ended, and
         # the future the connection's aiohttp handler waits on until then (Gateway._ws_worker).
-        self.idle_workers: list[asyncio.Future[None]] = []
+        # Parked workers: (the future each waits on, its task, its context, that context as
+        # the worker started), see Gateway._park.
+        self.idle_workers: list[Worker] = []
         self.reader_done = False
         self.ended: asyncio.Future[None] = self.loop.create_future()
         self.reader: asyncio.Task[None] | None = None  # the worker that reads the socket now
+        # The reader's (task, context, starting context); None once reading is over.
+        self.role: tuple[asyncio.Task[None], contextvars.Context, contextvars.Context] | None
+        self.role = None
+        # Inline dispatch (Gateway._feed): aiohttp's message queue of this socket when frames
+        # are dispatched from data_received, whether the reader lets them be now, the future
+        # the reader waits on meanwhile, chains that suspended there (task -> (coroutine,
+        # what it yielded)), and whether a full max_inflight_per_conn stopped the feed.
+        self.feed_queue: Any = None
+        self.feeding = False
+        self.feed_wait: asyncio.Future[Any] | None = None
+        self.handoffs: dict[asyncio.Task[None], tuple[Any, Any]] = {}
+        self.feed_blocked = False
         self.context = contextvars.copy_context()  # every request starts in a copy of this
         self.text_mode = False  # set once the client sends a text (JSON) frame
         self._queue: collections.deque[bytes | str] = collections.deque()
@@ -365,10 +405,19 @@ class WSConn(_Values):
         if self.close_task is None:
             self.close_task = self.loop.create_task(self.close(code, reason))
 
+    def want_receive(self) -> None:
+        """Stop the inline feed; the reader reads the next message through aiohttp's
+        ``receive()`` (a control frame, the end of the stream, or a close under way)."""
+        self.feeding = False
+        wait = self.feed_wait
+        if wait is not None and not wait.done():
+            wait.set_result(RECEIVE)
+
     async def close(self, code: int, reason: str) -> None:
         """Send a close frame with ``code`` and stop; drop the socket if the peer stalls."""
         already = self._closing
         self._closing = True
+        self.want_receive()  # aiohttp's receive() sees the close and ends the reading
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -47,11 +47,13 @@ every WebSocket with 1001 (going away), then close the remaining HTTP connection
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import itertools
 import json as _json
 import logging
+from asyncio.tasks import _enter_task, _leave_task  # (see the workers' comment in Gateway)
 from collections.abc import Mapping
 from typing import Any
 
@@ -71,7 +73,14 @@ from rony.core.errors import BusyError, MalformedError, RonyError, http_status_o
 from rony.server._app import RestRoute
 from rony.server._dispatch import Dispatcher, error_envelope
 from rony.server._settings import EdgeSettings
-from rony.server.gateway._conn import CLOSE_TIMEOUT, HttpConn, Resume, WSConn, canonical_header
+from rony.server.gateway._conn import (
+    CLOSE_TIMEOUT,
+    RECEIVE,
+    HttpConn,
+    Resume,
+    WSConn,
+    canonical_header,
+)
 from rony.server.gateway._cors import (
     client_ip,
     cors_headers,
@@ -182,6 +191,8 @@ class Gateway:
                 log.warning(
                     "stop: %d requests still running after %ss; cancelling", self._busy, grace
                 )
+        for conn in self.ws_conns.values():
+            conn.feeding = False  # the frames left are for aiohttp's close handshake
         for task in list(self._ws_tasks):
             task.cancel()
         if self._ws_tasks:
@@ -452,10 +463,13 @@ class Gateway:
         )
         self.ws_conns[conn.conn_id] = conn
         idle = _IdleTimer(conn, s.idle_timeout)
+        feed = _FeedParser.install(request, ws, self, conn) if s.ws_inline_dispatch else None
         try:
             self._spawn_worker(conn)  # the first reader
             await conn.ended  # the workers read and dispatch until the socket ends
         finally:
+            if feed is not None:
+                feed.detach()
             if not conn.reader_done:
                 # This handler was cancelled (the server is going away): stop reading.
                 self._reading_over(conn)
@@ -468,47 +482,72 @@ class Gateway:
         return ws
 
     # WebSocket workers. Each connection has a few worker tasks; exactly one of them, the
-    # reader, reads the socket at a time. The reader runs each frame's dispatch at once, in
-    # its own task: a handler chain that never awaits (most do not) completes right there and
-    # its reply is written before the next frame is read, with no task switch at all. When a
-    # chain suspends, the reader hands the reader role to an idle worker (or starts one) and
-    # goes on driving that chain to its end, as the chain's own task: so a handler's
-    # ``asyncio.current_task()``, ``asyncio.timeout()`` and the handler_timeout cancellation
-    # all concern the task that runs exactly that request, as with a task per frame. Once the
-    # chain ends, the worker parks until it is handed the reader role again (at most
-    # IDLE_WORKERS stay parked; the others end). So:
+    # reader, holds the reader role (``conn.role``) at a time. Each frame's dispatch runs at
+    # once *as the reader's task*: a handler chain that never awaits (most do not) completes
+    # right there and its reply is written before the next frame is taken, with no task
+    # switch at all. When a chain suspends, the reader hands the reader role to an idle
+    # worker (or starts one) and goes on driving that chain to its end, as the chain's own
+    # task: so a handler's ``asyncio.current_task()``, ``asyncio.timeout()`` and the
+    # handler_timeout cancellation all concern the task that runs exactly that request, as
+    # with a task per frame. Once the chain ends, the worker parks until it is handed the
+    # reader role again (at most IDLE_WORKERS stay parked; the others end). So:
     #
-    # * dispatches *start* in the order their frames arrived (the reader starts each before it
-    #   reads the next), and with max_inflight_per_conn = 1 they run one after another;
-    # * at most max_inflight_per_conn chains run at once: the reader reads nothing more (TCP
-    #   back-pressure) while that many are in flight, and there are at most
-    #   max_inflight_per_conn + 1 workers per conn;
+    # * dispatches *start* in the order their frames arrived (each starts before the next
+    #   frame is taken), and with max_inflight_per_conn = 1 they run one after another;
+    # * at most max_inflight_per_conn chains run at once: no frame is taken while that many
+    #   are in flight (aiohttp's queue fills, then it stops reading the socket: TCP
+    #   back-pressure), and there are at most max_inflight_per_conn + 1 workers per conn;
     # * every request starts in the conn's own context (a copy of the handshake's): a worker
     #   whose handler set a contextvar ends after that request instead of serving another.
     #
-    # (The previous design, a reader task handing frames to worker tasks, cost a future, a
-    # wake-up and a task switch per request: about a tenth of a small request's server CPU.
-    # Python 3.12's eager tasks would give the same at the price of a Task per request.)
+    # Where a frame is taken. Inline (``_feed``, the default): straight from aiohttp's
+    # ``data_received``, right after its parser queued the frame, with the reader's task
+    # entered as the current task and its context as the context, as a task's own step
+    # does; the reader meanwhile waits on ``conn.feed_wait``. That saves the queue's future,
+    # the task wake-up and ``receive()``'s coroutines per frame: ~3 µs of a ~20 µs call
+    # (benchmarks/gateway.py). Anything but a data frame (ping, pong, close, the end of the
+    # stream, a protocol error) and every frame once a close is under way goes through
+    # aiohttp's own ``receive()`` in the reader's task, as before. These are aiohttp
+    # internals (the protocol's ``_payload_parser``, the response's ``_reader`` queue and its
+    # ``_buffer``), found at the handshake by ``_feed_queue``; without them every frame goes
+    # through ``receive()`` (tests/server/test_ws_inline.py runs the suite's WS cases both
+    # ways and fails if a release renames them).
+    #
+    # (Before this, the reader awaited ``receive()``; before that, a reader task handed frames
+    # to worker tasks. Python 3.12's eager tasks would give the same at the price of a Task
+    # per request.)
 
     def _spawn_worker(self, conn: WSConn) -> None:
-        """Start a worker that takes the reader role at once, in the conn's own context."""
-        task = conn.loop.create_task(self._ws_worker(conn), context=conn.context.copy())
+        """Start a worker that takes the reader role, in the conn's own context. It takes
+        no inline frame before it runs (``_feed_wait`` lets them in)."""
+        ctx = conn.context.copy()
+        base = ctx.copy()
+        task = conn.loop.create_task(self._ws_worker(conn, ctx, base), context=ctx)
         self._ws_tasks.add(task)
         task.add_done_callback(self._ws_tasks.discard)
+        conn.role = (task, ctx, base)
+        conn.reader = task
+        conn.feeding = False
 
     def _pass_role(self, conn: WSConn) -> None:
         parked = conn.idle_workers
         if parked:
-            parked.pop().set_result(None)
+            fut, task, ctx, base = parked.pop()
+            conn.role = (task, ctx, base)
+            conn.reader = task
+            fut.set_result(None)
         elif not conn.reader_done:
             self._spawn_worker(conn)
+        else:
+            conn.role = None
 
     def _reading_over(self, conn: WSConn) -> None:
         """The socket is done (or the server stops): wake and end every parked worker."""
         conn.reader_done = True
+        conn.want_receive()  # (stops the feed; the reader sees reader_done and ends)
         parked = conn.idle_workers
         while parked:
-            fut = parked.pop()
+            fut = parked.pop()[0]
             if not fut.done():
                 fut.set_result(None)
         if not conn.ended.done():
@@ -522,16 +561,19 @@ class Gateway:
             conn.slot_waiter = None
             if not waiter.done():
                 waiter.set_result(None)
+        if conn.feed_blocked:  # a slot is free: take the frames that wait (not in this task)
+            conn.feed_blocked = False
+            conn.loop.call_soon(self._feed, conn)
         self._end()
 
-    async def _ws_worker(self, conn: WSConn) -> None:
+    async def _ws_worker(
+        self, conn: WSConn, ctx: contextvars.Context, base: contextvars.Context
+    ) -> None:
         task = asyncio.current_task()
         assert task is not None
-        base = contextvars.copy_context()  # the conn's context (see _spawn_worker)
         while True:
             # The reader role: returns a dispatch whose chain suspended, or None when this
             # worker must end (the socket is done, or its context changed).
-            conn.reader = task
             try:
                 suspended = await self._read(conn, task, base)
             except Exception as exc:  # the socket failed under us (e.g. answering a ping)
@@ -546,10 +588,11 @@ class Gateway:
                 if conn.reader is task:
                     conn.reader = None
                 return
-            self._pass_role(conn)
-            coro, yielded = suspended
+            coro, yielded, cancel, passed = suspended
+            if not passed:
+                self._pass_role(conn)
             try:
-                await Resume(coro, yielded)
+                await Resume(coro, yielded, cancel)
             except asyncio.CancelledError:
                 # Stop cancels the workers after the grace period. Anything else is a handler
                 # cancelling its own request (a task per frame ended there): the conn goes on.
@@ -562,20 +605,37 @@ class Gateway:
                 self._request_done(conn)
             if contextvars.copy_context() != base:
                 return  # the handler set a contextvar: do not let it leak into another request
-            if not await self._park(conn, task):
+            if not await self._park(conn, task, ctx, base):
                 return
 
     async def _read(
         self, conn: WSConn, task: asyncio.Task[None], base: contextvars.Context
-    ) -> tuple[Any, Any] | None:
-        """Read frames and run each dispatch in this task until one suspends (returned with
-        what it yielded), or None when reading is over or this worker must end."""
+    ) -> tuple[Any, Any, BaseException | None, bool] | None:
+        """Hold the reader role until a dispatch run in this task suspends: returns it (the
+        coroutine, what it yielded, a cancellation to throw in first, whether the role was
+        passed on already); None when reading is over or this worker must end."""
         ws = conn.ws
         loop = conn.loop
         dispatcher = self.dispatcher
         send, send_text = conn.send, conn.send_text
         max_inflight = self.settings.max_inflight_per_conn
+        receive_once = False
         while not conn.reader_done:
+            if conn.handoffs:
+                handoff = conn.handoffs.pop(task, None)
+                if handoff is not None:  # a chain suspended in _feed while this task was entered
+                    exc = asyncio.CancelledError() if task.cancelling() else None
+                    return handoff[0], handoff[1], exc, True
+            role = conn.role
+            if role is None or role[0] is not task:
+                return None  # the role went to another worker (see _feed)
+            if conn.feed_queue is not None and not receive_once and not conn.closed:
+                got = await self._feed_wait(conn, task)
+                if isinstance(got, tuple):
+                    return got
+                receive_once = got == RECEIVE
+                continue
+            receive_once = False
             try:
                 if conn.inflight >= max_inflight:
                     # Back-pressure: read nothing more from this socket until a slot frees.
@@ -627,36 +687,163 @@ class Gateway:
                 self._request_done(conn)
                 if self._stopping:
                     raise
-                _clear_cancel(task)  # the handler cancelled its own request
             except Exception:
                 self._request_done(conn)
                 log.exception("conn %s: dispatch failed", conn.conn_id)
             else:
-                return coro, yielded
+                return coro, yielded, None, False
+            if task.cancelling():
+                # The handler cancelled its own request and it is over: the cancel is still
+                # pending on this task and would land on the next request's first await (if
+                # receive() finds a frame waiting it does not suspend): take it here.
+                if self._stopping:
+                    raise asyncio.CancelledError
+                with contextlib.suppress(asyncio.CancelledError):
+                    await asyncio.sleep(0)
+                _clear_cancel(task)
             if contextvars.copy_context() != base:
                 # The handler set a contextvar: a fresh worker reads on; this one ends.
                 self._spawn_worker(conn)
                 return None
         return None
 
-    async def _park(self, conn: WSConn, task: asyncio.Task[None]) -> bool:
+    async def _feed_wait(self, conn: WSConn, task: asyncio.Task[None]) -> Any:
+        """The reader's wait while ``_feed`` takes the frames: gives a suspended chain's
+        handoff (a tuple as ``_read`` returns), RECEIVE, or anything else to look again."""
+        loop = conn.loop
+        fut = conn.feed_wait = loop.create_future()
+        conn.feeding = True
+        queue = conn.feed_queue
+        if queue._buffer or queue.is_eof() or queue.exception() is not None:
+            loop.call_soon(self._feed, conn)  # what came while nobody fed
+        try:
+            return await fut
+        except asyncio.CancelledError as exc:
+            handoff = conn.handoffs.pop(task, None)
+            if self._stopping or conn.reader_done:
+                conn.feeding = False
+                if handoff is not None:  # the chain gets the cancellation, as in its own task
+                    return handoff[0], handoff[1], exc, True
+                raise
+            if handoff is not None:
+                # A cancel that came after the chain suspended (handler_timeout, or the chain's
+                # own before it awaited) is the chain's: thrown in. Stale ones were cleared.
+                return handoff[0], handoff[1], exc if task.cancelling() else None, True
+            _clear_cancel(task)  # a handler that ran in this task cancelled its own request
+            return None
+        finally:
+            if conn.feed_wait is fut:
+                conn.feed_wait = None
+
+    def _feed(self, conn: WSConn) -> None:
+        """Dispatch the frames aiohttp's parser has queued, at once, each as the reader's
+        task (see the workers' comment above). Runs from data_received, or soon after."""
+        queue = conn.feed_queue
+        if queue is None or not conn.feeding or conn.role is None:
+            return
+        if conn.closed or conn.reader_done:
+            conn.want_receive()
+            return
+        loop = conn.loop
+        if asyncio.current_task(loop) is not None:  # (fed from inside a task: not here)
+            loop.call_soon(self._feed, conn)
+            return
+        buffer = queue._buffer
+        dispatcher = self.dispatcher
+        max_inflight = self.settings.max_inflight_per_conn
+        while conn.feeding:
+            if not buffer:
+                if queue.is_eof() or queue.exception() is not None:
+                    conn.want_receive()  # the end: receive() reports it as before
+                return
+            if conn.inflight >= max_inflight:
+                conn.feed_blocked = True  # _request_done feeds again
+                return
+            kind = buffer[0][0].type
+            if kind is WSMsgType.BINARY:
+                is_json = False
+            elif kind is WSMsgType.TEXT:
+                is_json = conn.text_mode = True
+            else:
+                conn.want_receive()  # a control frame: receive() handles it, then we go on
+                return
+            data: bytes = _take(queue).data
+            conn.last_activity = now = loop.time()
+            if self._stopping:
+                self._refuse(conn, data, is_json)
+                continue
+            role = conn.role
+            assert role is not None
+            task, ctx, base = role
+            conn.inflight += 1
+            self._busy += 1
+            coro = dispatcher.dispatch_bytes(
+                conn,
+                data,
+                json=is_json,
+                reply=conn.send_text if is_json else conn.send,
+                task=task,
+                now=now,
+            )
+            _enter_task(loop, task)
+            try:
+                yielded = ctx.run(coro.send, None)
+            except StopIteration:  # the chain ran to its end (the common case)
+                conn.inflight -= 1
+                self._end()
+            except asyncio.CancelledError:  # the handler cancelled its own request
+                self._request_done(conn)
+            except Exception:
+                self._request_done(conn)
+                log.exception("conn %s: dispatch failed", conn.conn_id)
+            else:
+                # The chain awaits: its task drives it on (_read finds the handoff) and the
+                # reader role passes to another worker.
+                conn.handoffs[task] = (coro, yielded)
+                wait, conn.feed_wait = conn.feed_wait, None
+                self._pass_role(conn)
+                if wait is not None and not wait.done():
+                    wait.set_result(None)
+                continue
+            finally:
+                _leave_task(loop, task)
+            if task.cancelling() or ctx != base:
+                # The handler cancelled its own (finished) request, which must not reach
+                # another one, or set a contextvar: a fresh worker takes the role.
+                _clear_cancel(task)
+                wait, conn.feed_wait = conn.feed_wait, None
+                self._spawn_worker(conn)
+                if wait is not None and not wait.done():
+                    wait.set_result(None)
+
+    async def _park(
+        self,
+        conn: WSConn,
+        task: asyncio.Task[None],
+        ctx: contextvars.Context,
+        base: contextvars.Context,
+    ) -> bool:
         """Wait to be handed the reader role again: True when it was, False to end."""
         parked = conn.idle_workers
         while True:
             if conn.reader_done or len(parked) >= IDLE_WORKERS:
                 return False
-            fut = conn.loop.create_future()
-            parked.append(fut)
+            fut: asyncio.Future[None] = conn.loop.create_future()
+            parked.append((fut, task, ctx, base))
             try:
                 await fut
             except asyncio.CancelledError:
                 given = fut.done() and not fut.cancelled()
-                if fut in parked:
-                    parked.remove(fut)
+                for i, entry in enumerate(parked):
+                    if entry[0] is fut:
+                        del parked[i]
+                        break
                 if self._stopping or conn.reader_done:
                     if given and not self._stopping:
                         self._reading_over(conn)  # nobody else will read
                     raise
+                if given and task in conn.handoffs:
+                    return True  # the cancel belongs to the chain handed over (see _read)
                 _clear_cancel(task)  # a stale self-cancel of the request just ended
                 if not given:
                     continue
@@ -669,6 +856,67 @@ class Gateway:
                 request_id = decode_envelope(data, self.dispatcher.settings.limits).RequestID
         env = error_envelope(BusyError("SERVER", "the server is shutting down"), request_id)
         (conn.send_text if is_json else conn.send)(env)
+
+
+class _FeedParser:
+    """Stands in for aiohttp's WebSocket parser on the connection's protocol: parses through
+    it, then lets the gateway dispatch what it queued at once (``Gateway._feed``)."""
+
+    __slots__ = ("_conn", "_gateway", "_inner")
+
+    def __init__(self, inner: Any, gateway: Gateway, conn: WSConn) -> None:
+        self._inner = inner
+        self._gateway: Gateway | None = gateway
+        self._conn: WSConn | None = conn
+
+    @classmethod
+    def install(
+        cls, request: web.BaseRequest, ws: web.WebSocketResponse, gateway: Gateway, conn: WSConn
+    ) -> _FeedParser | None:
+        """Put a feed in front of aiohttp's parser if the installed aiohttp has what it needs
+        (internals: see the workers' comment in Gateway), else None: ``receive()`` then."""
+        protocol = request.protocol
+        inner = getattr(protocol, "_payload_parser", None)
+        queue = getattr(ws, "_reader", None)
+        buffer = getattr(queue, "_buffer", None)
+        if not (
+            isinstance(buffer, collections.deque)
+            and callable(getattr(inner, "feed_data", None))
+            and callable(getattr(inner, "feed_eof", None))
+            and all(callable(getattr(queue, m, None)) for m in ("read", "is_eof", "exception"))
+        ):
+            return None
+        feed = cls(inner, gateway, conn)
+        protocol._payload_parser = feed
+        conn.feed_queue = queue
+        return feed
+
+    def feed_data(self, data: bytes) -> Any:
+        result = self._inner.feed_data(data)
+        if self._gateway is not None and self._conn is not None:
+            self._gateway._feed(self._conn)
+        return result
+
+    def feed_eof(self) -> None:
+        self._inner.feed_eof()
+        if self._gateway is not None and self._conn is not None:
+            self._gateway._feed(self._conn)
+
+    def detach(self) -> None:
+        """Forward only, from now on (and drop the references: protocol -> conn)."""
+        self._gateway = self._conn = None
+
+
+def _take(queue: Any) -> Any:
+    """The first message of aiohttp's queue, which has one, through its own ``read()`` (so its
+    size accounting and flow control stay right): the coroutine returns without suspending."""
+    coro = queue.read()
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value
+    coro.close()
+    raise RuntimeError("aiohttp's WebSocket queue had no message")
 
 
 class _IdleTimer:
