@@ -147,3 +147,30 @@ async def _env(msg: aiohttp.WSMessage) -> Any:
 
     assert msg.type is aiohttp.WSMsgType.BINARY, msg
     return decode_envelope(msg.data)
+
+
+async def test_a_failing_feed_falls_back_to_receive(
+    http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch, ws_read_path: str
+) -> None:
+    if ws_read_path != "inline":
+        pytest.skip("the inline feed only")
+    from rony.server.gateway._gateway import Gateway
+
+    feed = Gateway._feed
+    failed = 0
+
+    def failing_once(self: Gateway, conn: Any) -> None:
+        nonlocal failed
+        if conn.feed_queue._buffer and not failed:
+            failed += 1
+            raise RuntimeError("boom")
+        feed(self, conn)
+
+    monkeypatch.setattr(Gateway, "_feed", failing_once)
+    async with serve(_app([])) as edge, http.ws_connect(edge.url) as ws:
+        for i in range(1, 11):
+            await ws.send_bytes(req(C_Count, Ping(ID=i), i))
+            assert i == unwrap(await recv_env(ws), Pong).ID
+        conn = next(iter(edge.gateway.ws_conns.values()))  # type: ignore[union-attr]
+        assert failed == 1
+        assert conn.feed_queue is None  # the conn went on through receive()

@@ -14,10 +14,11 @@ Every request goes through ``_handle``:
 
 WebSocket: binary frames are protobuf envelopes, text frames Go Rony's JSON envelopes (when
 ``json_enabled``; the reply to a text frame is a text frame). A few worker tasks per
-connection take turns as its reader: the reader runs each frame's dispatch at once, and hands
-the reader role to another worker only when a handler chain awaits (see ``_ws_worker``); at most
-``max_inflight_per_conn`` chains run at once, and when that many are in flight the reader stops
-reading the socket (TCP back-pressure) until one finishes. So:
+connection take turns as its reader: each frame's dispatch runs at once as the reader's task
+(straight from aiohttp's ``data_received``: see ``_feed``), and the reader role passes to another
+worker only when a handler chain awaits (see ``_ws_worker``); at most ``max_inflight_per_conn``
+chains run at once, and when that many are in flight no frame is taken (aiohttp's queue fills,
+then it stops reading the socket: TCP back-pressure) until one finishes. So:
 
 * **ordering guarantee**: the dispatches of one connection *start* in the order their frames
   arrived, and the first ``await``-free part of each handler chain runs in that order; with
@@ -893,14 +894,24 @@ class _FeedParser:
 
     def feed_data(self, data: bytes) -> Any:
         result = self._inner.feed_data(data)
-        if self._gateway is not None and self._conn is not None:
-            self._gateway._feed(self._conn)
+        self._feed()
         return result
 
     def feed_eof(self) -> None:
         self._inner.feed_eof()
-        if self._gateway is not None and self._conn is not None:
-            self._gateway._feed(self._conn)
+        self._feed()
+
+    def _feed(self) -> None:
+        gateway, conn = self._gateway, self._conn
+        if gateway is None or conn is None:
+            return
+        try:
+            gateway._feed(conn)
+        except Exception:  # a bug of ours must not kill aiohttp's protocol: fall back
+            log.exception("conn %s: inline feed failed; reading through receive()", conn.conn_id)
+            self.detach()
+            conn.feed_queue = None
+            conn.want_receive()
 
     def detach(self) -> None:
         """Forward only, from now on (and drop the references: protocol -> conn)."""
