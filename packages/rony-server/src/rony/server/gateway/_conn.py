@@ -219,15 +219,15 @@ class WSConn(_Values):
         self.last_activity = self.loop.time()
         self.inflight = 0
         self.slot_waiter: asyncio.Future[None] | None = None
-        # The futures idle workers wait on for the reader role, whether reading has ended, and
+        # Parked workers (the future each waits on for the reader role, its task, its context,
+        # that context as the worker started: Gateway._park), whether reading has ended, and
         # the future the connection's aiohttp handler waits on until then (Gateway._ws_worker).
-        # Parked workers: (the future each waits on, its task, its context, that context as
-        # the worker started), see Gateway._park.
         self.idle_workers: list[Worker] = []
         self.reader_done = False
         self.ended: asyncio.Future[None] = self.loop.create_future()
         self.reader: asyncio.Task[None] | None = None  # the worker that reads the socket now
-        # The reader's (task, context, starting context); None once reading is over.
+        # The reader's (task, context, that context as it started); None when no worker is
+        # left to take the role (reading is over).
         self.role: tuple[asyncio.Task[None], contextvars.Context, contextvars.Context] | None
         self.role = None
         # Inline dispatch (Gateway._feed): aiohttp's message queue of this socket when frames

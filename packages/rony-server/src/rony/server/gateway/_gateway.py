@@ -511,8 +511,8 @@ class Gateway:
     # aiohttp's own ``receive()`` in the reader's task, as before. These are aiohttp
     # internals (the protocol's ``_payload_parser``, the response's ``_reader`` queue and its
     # ``_buffer``), found at the handshake by ``_feed_queue``; without them every frame goes
-    # through ``receive()`` (tests/server/test_ws_inline.py runs the suite's WS cases both
-    # ways and fails if a release renames them).
+    # through ``receive()``. tests/server/conftest.py runs every server test both ways, and
+    # tests/server/test_ws_inline.py fails if an aiohttp release renames those internals.
     #
     # (Before this, the reader awaited ``receive()``; before that, a reader task handed frames
     # to worker tasks. Python 3.12's eager tasks would give the same at the price of a Task
