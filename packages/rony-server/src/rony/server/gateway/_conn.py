@@ -22,7 +22,7 @@ from rony.core import MessageEnvelope, encode_envelope_json
 from rony.core.errors import RonyError
 from rony.server._dispatch import error_envelope
 
-__all__ = ["RECEIVE", "HttpConn", "Resume", "WSConn", "Worker", "canonical_header"]
+__all__ = ["RECEIVE", "HttpConn", "Resume", "Role", "WSConn", "Worker", "canonical_header"]
 
 log = logging.getLogger("rony.server")
 
@@ -58,9 +58,13 @@ def _frame_writer(ws: web.WebSocketResponse) -> Any:
 RECEIVE = "receive"
 """What ``WSConn.feed_wait`` gives the reader to make it call ``receive()`` once."""
 
+Role = tuple["asyncio.Task[None]", contextvars.Context, contextvars.Context]
+"""A worker: its task, its context, and that context as the worker started."""
+
 Worker = tuple[
     "asyncio.Future[None]", "asyncio.Task[None]", contextvars.Context, contextvars.Context
 ]
+"""A parked worker: the future it waits on for the reader role, then as ``Role``."""
 
 
 def canonical_header(name: str) -> str:
@@ -189,7 +193,6 @@ class WSConn(_Values):
         "last_activity",
         "loop",
         "queue_size",
-        "reader",
         "reader_done",
         "request",
         "role",
@@ -225,11 +228,9 @@ class WSConn(_Values):
         self.idle_workers: list[Worker] = []
         self.reader_done = False
         self.ended: asyncio.Future[None] = self.loop.create_future()
-        self.reader: asyncio.Task[None] | None = None  # the worker that reads the socket now
-        # The reader's (task, context, that context as it started); None when no worker is
-        # left to take the role (reading is over).
-        self.role: tuple[asyncio.Task[None], contextvars.Context, contextvars.Context] | None
-        self.role = None
+        # The reader, the worker that holds the reader role now: (task, context, that context
+        # as it started); None when no worker is left to take the role (reading is over).
+        self.role: Role | None = None
         # Inline dispatch (Gateway._feed): aiohttp's message queue of this socket when frames
         # are dispatched from data_received, whether the reader lets them be now, the future
         # the reader waits on meanwhile, chains that suspended there (task -> (coroutine,

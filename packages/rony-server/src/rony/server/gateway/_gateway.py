@@ -473,9 +473,10 @@ class Gateway:
                 feed.detach()
             if not conn.reader_done:
                 # This handler was cancelled (the server is going away): stop reading.
+                role = conn.role
                 self._reading_over(conn)
-                if conn.reader is not None:
-                    conn.reader.cancel()
+                if role is not None:
+                    role[0].cancel()
             idle.cancel()
             self.ws_conns.pop(conn.conn_id, None)
             self._ws_handlers.discard(task)
@@ -510,7 +511,7 @@ class Gateway:
     # stream, a protocol error) and every frame once a close is under way goes through
     # aiohttp's own ``receive()`` in the reader's task, as before. These are aiohttp
     # internals (the protocol's ``_payload_parser``, the response's ``_reader`` queue and its
-    # ``_buffer``), found at the handshake by ``_feed_queue``; without them every frame goes
+    # ``_buffer``), found at the handshake by ``_FeedParser.install``; without them every frame goes
     # through ``receive()``. tests/server/conftest.py runs every server test both ways, and
     # tests/server/test_ws_inline.py fails if an aiohttp release renames those internals.
     #
@@ -527,7 +528,6 @@ class Gateway:
         self._ws_tasks.add(task)
         task.add_done_callback(self._ws_tasks.discard)
         conn.role = (task, ctx, base)
-        conn.reader = task
         conn.feeding = False
 
     def _pass_role(self, conn: WSConn) -> None:
@@ -535,7 +535,6 @@ class Gateway:
         if parked:
             fut, task, ctx, base = parked.pop()
             conn.role = (task, ctx, base)
-            conn.reader = task
             fut.set_result(None)
         elif not conn.reader_done:
             self._spawn_worker(conn)
@@ -586,8 +585,6 @@ class Gateway:
                     self._reading_over(conn)
                 raise
             if suspended is None:
-                if conn.reader is task:
-                    conn.reader = None
                 return
             coro, yielded, cancel, passed = suspended
             if not passed:
@@ -715,7 +712,7 @@ class Gateway:
         fut = conn.feed_wait = loop.create_future()
         conn.feeding = True
         queue = conn.feed_queue
-        if queue._buffer or queue.is_eof() or queue.exception() is not None:
+        if queue._buffer or _queue_ended(queue):
             loop.call_soon(self._feed, conn)  # what came while nobody fed
         try:
             return await fut
@@ -754,7 +751,7 @@ class Gateway:
         max_inflight = self.settings.max_inflight_per_conn
         while conn.feeding:
             if not buffer:
-                if queue.is_eof() or queue.exception() is not None:
+                if _queue_ended(queue):
                     conn.want_receive()  # the end: receive() reports it as before
                 return
             if conn.inflight >= max_inflight:
@@ -916,6 +913,11 @@ class _FeedParser:
     def detach(self) -> None:
         """Forward only, from now on (and drop the references: protocol -> conn)."""
         self._gateway = self._conn = None
+
+
+def _queue_ended(queue: Any) -> bool:
+    """aiohttp's queue has seen the end of the stream or a protocol error."""
+    return bool(queue.is_eof() or queue.exception() is not None)
 
 
 def _take(queue: Any) -> Any:
