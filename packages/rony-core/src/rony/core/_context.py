@@ -30,8 +30,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from google.protobuf.message import Message
 
+from rony.core._codec import encode_reply, header_dict, unwrap
 from rony.core._codec import envelope as _wrap
-from rony.core._codec import header_dict, unwrap
 from rony.core.errors import MalformedError, RonyError, from_wire
 from rony.core.pb.msg_pb2 import Edge, MessageEnvelope, Redirect, RedirectReason
 
@@ -100,7 +100,7 @@ class Services(Protocol):
 class DispatchCtx:
     """One received envelope or container: the unit the gateway hands to the dispatcher."""
 
-    __slots__ = ("buffer", "conn", "kind", "server_id", "services", "values")
+    __slots__ = ("buffer", "conn", "kind", "send_encoded", "server_id", "services", "values")
 
     def __init__(
         self,
@@ -116,6 +116,9 @@ class DispatchCtx:
         self.services = services
         self.values: dict[str, Any] = {}
         self.buffer: list[MessageEnvelope] = []
+        # Set by a server whose transport writes an encoded envelope at once (a WebSocket):
+        # a plain binary reply then goes out as bytes, without building the envelope.
+        self.send_encoded: Callable[[bytes], None] | None = None
 
     def new_request(self, env: MessageEnvelope) -> RequestCtx:
         """A RequestCtx for one envelope of this dispatch.
@@ -151,6 +154,7 @@ class RequestCtx:
         "dispatch",
         "envelope",
         "error",
+        "json_encoded",
         "request_id",
         "stopped",
     )
@@ -160,6 +164,9 @@ class RequestCtx:
         self.envelope = env
         self.request_id: int = env.RequestID
         self.constructor: int = env.Constructor
+        # The request came in Go Rony's JSON envelope: its replies go out in JSON too. Read
+        # once here (a protobuf field read costs a name lookup each time).
+        self.json_encoded: bool = env.JsonEncoded
         self.error: RonyError | None = None
         # True once the chain is stopped (stop_execution, push_error, a redirect): read it,
         # set it through stop_execution(). A plain attribute: it is read after every handler.
@@ -210,7 +217,7 @@ class RequestCtx:
     def message(self, message_class: type[M]) -> M:
         """Decode the request payload (binary or JSON) as ``message_class``."""
         env = self.envelope
-        if env.JsonEncoded:
+        if self.json_encoded:
             return unwrap(env, message_class)
         # unwrap's binary branch, inlined: this runs once per request.
         try:
@@ -230,14 +237,20 @@ class RequestCtx:
         constructor: int | None = None,
         header: dict[str, str] | None = None,
     ) -> None:
-        if constructor is not None and not header and not self.envelope.JsonEncoded:
-            # The common reply, built as envelope() would build it, minus two calls; fields set
-            # one by one (upb's keyword constructor costs more).
+        if constructor is not None and not header and not self.json_encoded:
+            # The common reply. Where the transport takes encoded envelopes, its bytes;
+            # else built as envelope() would build it, minus two calls, fields set one by one
+            # (upb's keyword constructor costs more).
+            dispatch = self.dispatch
+            if dispatch.send_encoded is not None:
+                payload = message.SerializeToString()
+                dispatch.send_encoded(encode_reply(constructor, self.request_id, payload))
+                return
             env = MessageEnvelope()
             env.Constructor = constructor
             env.RequestID = self.request_id
             env.Message = message.SerializeToString()
-            self.dispatch.deliver(env)
+            dispatch.deliver(env)
             return
         self.push_custom_message(self.request_id, message, constructor=constructor, header=header)
 
@@ -256,7 +269,7 @@ class RequestCtx:
             request_id,
             constructor=constructor,
             header=header or {},
-            json_encoded=self.envelope.JsonEncoded,
+            json_encoded=self.json_encoded,
         )
         self.dispatch.deliver(env)
 
@@ -267,7 +280,7 @@ class RequestCtx:
         """Reply with an Error envelope carrying this request's id, and stop the chain."""
         self.error = err
         self.dispatch.deliver(
-            _wrap(err.to_message(), self.request_id, json_encoded=self.envelope.JsonEncoded)
+            _wrap(err.to_message(), self.request_id, json_encoded=self.json_encoded)
         )
         self.stop_execution()
 
@@ -286,7 +299,7 @@ class RequestCtx:
         edges = list(self.services.members(replica_set))
         redirect = Redirect(Reason=reason, Edges=edges, WaitInSec=wait)
         self.dispatch.deliver(
-            _wrap(redirect, self.request_id, json_encoded=self.envelope.JsonEncoded)
+            _wrap(redirect, self.request_id, json_encoded=self.json_encoded)
         )
         self.stop_execution()
 

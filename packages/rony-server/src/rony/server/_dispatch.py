@@ -129,6 +129,7 @@ class _Dispatch(DispatchCtx):
         self.services = services
         self.values = {}
         self.buffer = []
+        self.send_encoded = None
         self.reply = reply
 
     def deliver(self, env: MessageEnvelope) -> None:
@@ -213,19 +214,29 @@ class Dispatcher:
         return self.dispatch(conn, env, kind=kind, reply=reply, task=task, now=now)
 
     def dispatch_frame(
-        self, conn: Conn, data: bytes, reply: Reply, task: asyncio.Task[Any], now: float
+        self,
+        conn: Conn,
+        data: bytes,
+        reply: Reply,
+        send_encoded: Callable[[bytes], None],
+        task: asyncio.Task[Any],
+        now: float,
     ) -> Coroutine[Any, Any, list[MessageEnvelope]]:
         """``dispatch_bytes`` for one binary gateway frame of a persistent conn, whose task and
         loop time the caller knows: the same work, without the keyword call and the two
-        steps between (the gateway calls this once per WebSocket frame)."""
+        steps between (the gateway calls this once per WebSocket frame). ``send_encoded``
+        writes an encoded envelope: the plain replies go there as bytes (see
+        ``DispatchCtx.send_encoded``), the rest through ``reply``."""
         try:
             env = decode_envelope(data, self.settings.limits)
         except MalformedError as err:
             return self._bad_envelope(conn, err, reply)
         dctx = _Dispatch(conn, Kind.GATEWAY, self.settings.server_id, self.services, reply)
-        if env.Constructor == C_MessageContainer:
+        dctx.send_encoded = send_encoded
+        ctx = RequestCtx(dctx, env)  # (dctx.new_request(env), one call fewer)
+        if ctx.constructor == C_MessageContainer:
             return self._container(dctx, env)
-        return self._execute(dctx, env, None, True, task, now)
+        return self._execute(ctx, None, True, task, now)
 
     async def _bad_envelope(
         self, conn: Conn, err: MalformedError, reply: Reply | None
@@ -252,9 +263,10 @@ class Dispatcher:
         """Run one envelope (or container); the awaitable gives the buffered replies (empty
         with ``reply``). ``task`` and ``now`` as for ``dispatch_bytes``."""
         dctx = _Dispatch(conn, kind, self.settings.server_id, self.services, reply)
-        if env.Constructor == C_MessageContainer:
+        ctx = RequestCtx(dctx, env)
+        if ctx.constructor == C_MessageContainer:
             return self._container(dctx, env)
-        return self._execute(dctx, env, None, True, task, now)
+        return self._execute(ctx, None, True, task, now)
 
     async def _container(self, dctx: _Dispatch, env: MessageEnvelope) -> list[MessageEnvelope]:
         await self._run_container(dctx, env)
@@ -271,7 +283,7 @@ class Dispatcher:
         if not envs:
             return
         if not container.SyncRun:
-            await asyncio.gather(*[self._execute(dctx, e) for e in envs])
+            await asyncio.gather(*[self._execute(dctx.new_request(e)) for e in envs])
             return
         # SyncRun: start each envelope only when the previous one finished its chain or called
         # ctx.next_can_go(); then wait for all of them (as Go Rony's nextChan).
@@ -280,7 +292,7 @@ class Dispatcher:
         try:
             for e in envs:
                 released = loop.create_future()
-                tasks.append(asyncio.ensure_future(self._execute(dctx, e, released)))
+                tasks.append(asyncio.ensure_future(self._execute(dctx.new_request(e), released)))
                 await released
             await asyncio.gather(*tasks)
         finally:
@@ -290,8 +302,7 @@ class Dispatcher:
 
     async def _execute(
         self,
-        dctx: _Dispatch,
-        env: MessageEnvelope,
+        ctx: RequestCtx,
         released: asyncio.Future[None] | None = None,
         drain: bool = False,
         task: asyncio.Task[Any] | None = None,
@@ -304,7 +315,7 @@ class Dispatcher:
         The chain (pre-handlers, handlers, post-handlers) runs inline here rather than in a
         helper coroutine: one coroutine per request is a measurable share of a small one.
         """
-        ctx = RequestCtx(dctx, env)  # (dctx.new_request(env), one call fewer)
+        dctx = ctx.dispatch
         if released is not None:
             ctx.on_release(lambda: None if released.done() else released.set_result(None))
         try:

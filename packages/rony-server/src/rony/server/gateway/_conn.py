@@ -286,7 +286,10 @@ class WSConn(_Values):
 
     def send(self, env: MessageEnvelope) -> None:
         """Queue one binary frame (protobuf)."""
-        frame = env.SerializeToString()
+        self.send_encoded(env.SerializeToString())
+
+    def send_encoded(self, frame: bytes) -> None:
+        """Queue one binary frame: an encoded envelope."""
         if self._direct and not self._closing and not self._queue and self._blocked is None:
             writer = self._writer
             if (

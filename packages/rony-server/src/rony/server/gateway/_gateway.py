@@ -805,7 +805,7 @@ class Gateway:
                     conn, data, json=True, reply=conn.send_text, task=task, now=now
                 )
             else:
-                coro = dispatch(conn, data, conn.send, task, now)
+                coro = dispatch(conn, data, conn.send, conn.send_encoded, task, now)
             _enter_task(loop, task)
             try:
                 yielded = ctx.run(coro.send, None)
