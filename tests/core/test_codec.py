@@ -169,7 +169,9 @@ def test_envelope_binary_round_trip(env: MessageEnvelope) -> None:
     st.one_of(st.sampled_from([0, 1, 2**64 - 1]), u64),
     st.one_of(st.binary(max_size=300), st.sampled_from([b"x" * 127, b"x" * 128, b"x" * 70000])),
 )
-def test_encode_reply_is_protobufs_own_bytes(constructor: int, request_id: int, payload: bytes) -> None:
+def test_encode_reply_is_protobufs_own_bytes(
+    constructor: int, request_id: int, payload: bytes
+) -> None:
     # The WebSocket reply path writes these bytes instead of serializing an envelope: they
     # must be the very bytes protobuf gives (defaults left out, fields in number order).
     built = MessageEnvelope(Constructor=constructor, RequestID=request_id, Message=payload)

@@ -298,9 +298,7 @@ class RequestCtx:
     def _redirect(self, reason: RedirectReason, replica_set: int, wait: int) -> None:
         edges = list(self.services.members(replica_set))
         redirect = Redirect(Reason=reason, Edges=edges, WaitInSec=wait)
-        self.dispatch.deliver(
-            _wrap(redirect, self.request_id, json_encoded=self.json_encoded)
-        )
+        self.dispatch.deliver(_wrap(redirect, self.request_id, json_encoded=self.json_encoded))
         self.stop_execution()
 
     def return_message(self, message: Message, *, constructor: int | None = None) -> None:

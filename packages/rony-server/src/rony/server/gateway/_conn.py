@@ -15,7 +15,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable, Coroutine, Generator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, web
 
@@ -72,6 +72,14 @@ def clock_of(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
     if getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time:
         return time.monotonic
     return loop.time
+
+
+class RequestSource(Protocol):
+    """Where an HttpConn reads its client IP and values from (the gateway)."""
+
+    def _client_ip(self, request: web.BaseRequest) -> str: ...
+
+    def _values(self, request: web.BaseRequest) -> dict[str, Any]: ...
 
 
 RECEIVE = "receive"
@@ -135,11 +143,10 @@ class Resume:
 
 
 class _Values:
-    __slots__ = ("_conn_id", "_values", "client_ip")
+    __slots__ = ("_conn_id", "_values")
 
-    def __init__(self, conn_id: int, client_ip: str, values: Mapping[str, Any]) -> None:
+    def __init__(self, conn_id: int, values: Mapping[str, Any]) -> None:
         self._conn_id = conn_id
-        self.client_ip = client_ip
         self._values: dict[str, Any] = dict(values)
 
     @property
@@ -156,31 +163,54 @@ class _Values:
 class HttpConn(_Values):
     """One HTTP request (RPC or REST): not persistent, replies are buffered by the dispatch.
 
-    Its values (headers, query args) are built on first use: most handlers never look.
+    Its client IP and its values (headers, query args, then ``params``) are read off the
+    request on first use: most handlers never look, and the IP alone took aiohttp's peer
+    lookup and, behind trusted proxies, a header parse per request.
     """
 
-    __slots__ = ("_make_values", "sent")
+    __slots__ = ("_ip", "_params", "_request", "_source", "sent")
     persistent = False
 
     def __init__(
-        self, conn_id: int, client_ip: str, make_values: Callable[[], dict[str, Any]]
+        self,
+        conn_id: int,
+        source: RequestSource,
+        request: web.BaseRequest,
+        params: Mapping[str, str] | None = None,
     ) -> None:
-        super().__init__(conn_id, client_ip, {})
-        self._make_values: Callable[[], dict[str, Any]] | None = make_values
+        self._conn_id = conn_id
+        self._values = {}
+        self._source: RequestSource | None = source
+        self._request = request
+        self._params = params
+        self._ip: str | None = None
         self.sent: list[MessageEnvelope] = []
 
+    @property
+    def client_ip(self) -> str:
+        if self._ip is None:
+            source = self._source
+            assert source is not None  # (_load sets the IP before it drops the source)
+            self._ip = source._client_ip(self._request)
+        return self._ip
+
     def _load(self) -> None:
-        make, self._make_values = self._make_values, None
-        if make is not None:
-            self._values = {**make(), **self._values}
+        source, self._source = self._source, None
+        if source is not None:
+            if self._ip is None:
+                self._ip = source._client_ip(self._request)
+            loaded = source._values(self._request)
+            if self._params:
+                loaded.update(self._params)
+            self._values = {**loaded, **self._values}
 
     def get(self, key: str, default: Any = None) -> Any:
-        if self._make_values is not None:
+        if self._source is not None:
             self._load()
         return self._values.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
-        if self._make_values is not None:
+        if self._source is not None:
             self._load()
         self._values[key] = value
 
@@ -199,6 +229,7 @@ class WSConn(_Values):
         "_queue",
         "_waiter",
         "_writer",
+        "client_ip",
         "clock",
         "close_task",
         "context",
@@ -234,7 +265,8 @@ class WSConn(_Values):
         *,
         compress: bool = False,
     ) -> None:
-        super().__init__(conn_id, client_ip, values)
+        super().__init__(conn_id, values)
+        self.client_ip = client_ip
         self.ws = ws
         self.request = request
         self.queue_size = queue_size

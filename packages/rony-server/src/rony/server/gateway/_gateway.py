@@ -54,6 +54,7 @@ import contextvars
 import itertools
 import json as _json
 import logging
+import time
 from asyncio.tasks import _enter_task, _leave_task  # (see the workers' comment in Gateway)
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -81,6 +82,7 @@ from rony.server.gateway._conn import (
     Resume,
     WSConn,
     canonical_header,
+    clock_of,
 )
 from rony.server.gateway._cors import (
     client_ip,
@@ -149,6 +151,7 @@ class Gateway:
         self._conn_ids = itertools.count(1)
         self._runner: web.ServerRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock: Callable[[], float] = time.monotonic  # the loop's time (set in start)
         self._server: _Server | None = None
         self._site: web.TCPSite | None = None
         self._stopping = False
@@ -162,6 +165,7 @@ class Gateway:
     async def start(self) -> tuple[str, int]:
         s = self.settings
         self._loop = asyncio.get_running_loop()
+        self._clock = clock_of(self._loop)
         self._server = _Server(
             self._handle,
             keepalive_timeout=s.idle_timeout,
@@ -220,10 +224,6 @@ class Gateway:
             await asyncio.wait(self._ws_handlers, timeout=CLOSE_TIMEOUT)
         runner, self._runner = self._runner, None
         await runner.cleanup()
-
-    def _now(self) -> float:
-        assert self._loop is not None
-        return self._loop.time()
 
     # --- push ---------------------------------------------------------------------------------
 
@@ -373,13 +373,11 @@ class Gateway:
         if not body:
             err = MalformedError("REQUEST", "empty body: POST one MessageEnvelope")
             return self._envelope_response(error_envelope(err), json, cors)
-        conn = HttpConn(
-            next(self._conn_ids), self._client_ip(request), lambda: self._values(request)
-        )
-        self._begin()
+        conn = HttpConn(next(self._conn_ids), self, request)
+        self._busy += 1
         try:
             replies = await self.dispatcher.dispatch_bytes(
-                conn, body, json=json, task=request.task, now=self._now()
+                conn, body, json=json, task=request.task, now=self._clock()
             )
         finally:
             self._end()
@@ -403,11 +401,7 @@ class Gateway:
         except _BodyTooLarge:
             out = too_large_response(self.settings.max_message_size)
         else:
-            conn = HttpConn(
-                next(self._conn_ids),
-                self._client_ip(request),
-                lambda: {**self._values(request), **params},
-            )
+            conn = HttpConn(next(self._conn_ids), self, request, params)
             query = query_values(request.query.items())
             try:
                 env = bind_request(route, params, query, body, self.settings.limits)
@@ -417,7 +411,7 @@ class Gateway:
                 self._begin()
                 try:
                     replies = await self.dispatcher.dispatch(
-                        conn, env, task=request.task, now=self._now()
+                        conn, env, task=request.task, now=self._clock()
                     )
                 finally:
                     self._end()
