@@ -57,6 +57,7 @@ import logging
 import time
 from asyncio.tasks import _enter_task, _leave_task  # (see the workers' comment in Gateway)
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
@@ -148,6 +149,9 @@ class Gateway:
         self.ws_conns: dict[int, WSConn] = {}
         self.address: tuple[str, int] = (settings.gateway_host, settings.gateway_port)
         self._trusted = parse_networks(settings.trusted_proxies)
+        self._cors_plain: Mapping[str, str] = MappingProxyType(
+            cors_headers(None, settings.cors_origins)
+        )
         self._conn_ids = itertools.count(1)
         self._runner: web.ServerRunner | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -252,7 +256,9 @@ class Gateway:
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
         s = self.settings
         headers = request.headers
-        cors = cors_headers(headers.get(hdrs.ORIGIN), s.cors_origins) if s.cors_origins else {}
+        origin = headers.get(hdrs.ORIGIN)
+        # (most requests have no Origin: their CORS headers are always the same)
+        cors = self._cors_plain if origin is None else cors_headers(origin, s.cors_origins)
         server = self._server
         assert server is not None
         if server.open_connections > s.max_connections:
@@ -380,7 +386,9 @@ class Gateway:
                 conn, body, json=json, task=request.task, now=self._clock()
             )
         finally:
-            self._end()
+            self._busy -= 1  # (_end, inlined)
+            if not self._busy and self._idle is not None:
+                self._end_idle()
         if not replies:
             return web.Response(status=204, headers=cors)
         if len(replies) == 1:
