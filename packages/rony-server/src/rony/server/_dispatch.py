@@ -211,7 +211,12 @@ class Dispatcher:
                 env = decode_envelope(data, self.settings.limits)
         except MalformedError as err:
             return self._bad_envelope(conn, err, reply)
-        return self.dispatch(conn, env, kind=kind, reply=reply, task=task, now=now)
+        # (dispatch's body: one call fewer per request)
+        dctx = _Dispatch(conn, kind, self.settings.server_id, self.services, reply)
+        ctx = RequestCtx(dctx, env)
+        if ctx.constructor == C_MessageContainer:
+            return self._container(dctx, env)
+        return self._execute(ctx, None, True, task, now)
 
     def dispatch_frame(
         self,
