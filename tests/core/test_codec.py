@@ -39,8 +39,8 @@ from rony.core import (
     decode_envelope_json,
     encode_envelope,
     encode_envelope_json,
-    encode_reply,
     envelope,
+    envelope_bytes,
     header_append,
     header_dict,
     header_get,
@@ -169,19 +169,19 @@ def test_envelope_binary_round_trip(env: MessageEnvelope) -> None:
     st.one_of(st.sampled_from([0, 1, 2**64 - 1]), u64),
     st.one_of(st.binary(max_size=300), st.sampled_from([b"x" * 127, b"x" * 128, b"x" * 70000])),
 )
-def test_encode_reply_is_protobufs_own_bytes(
+def test_envelope_bytes_are_protobufs_own_bytes(
     constructor: int, request_id: int, payload: bytes
 ) -> None:
     # The WebSocket reply path writes these bytes instead of serializing an envelope: they
     # must be the very bytes protobuf gives (defaults left out, fields in number order).
     built = MessageEnvelope(Constructor=constructor, RequestID=request_id, Message=payload)
-    assert encode_reply(constructor, request_id, payload) == built.SerializeToString()
+    assert envelope_bytes(constructor, request_id, payload) == built.SerializeToString()
 
 
 @pytest.mark.parametrize(("constructor", "request_id"), [(-1, 0), (2**64, 0), (1, -1), (1, 2**64)])
-def test_encode_reply_refuses_what_is_not_a_uint64(constructor: int, request_id: int) -> None:
+def test_envelope_bytes_refuse_what_is_not_a_uint64(constructor: int, request_id: int) -> None:
     with pytest.raises(ValueError, match="uint64"):
-        encode_reply(constructor, request_id, b"x")
+        envelope_bytes(constructor, request_id, b"x")
 
 
 @fuzz

@@ -65,6 +65,7 @@ from rony.core import (
     RedirectReason,
     decode_envelope,
     decode_envelope_json,
+    envelope_bytes,
     errors,
     registry,
     unwrap,
@@ -158,15 +159,6 @@ def normalize_url(url: str, transport: Scheme) -> str:
         raise ValueError(f"bad port in {url!r}: {exc}") from None
     path = parts.path or "/"
     return urllib.parse.urlunsplit((scheme, parts.netloc, path, parts.query, ""))
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 # --- frames ---------------------------------------------------------------------------------------
@@ -606,7 +598,6 @@ class ClientCore:
         self._auth = s.auth
         self._max_size = s.max_message_size
         self._deadline = s.effective_deadline
-        self._heads: dict[int, bytes] = {}
         # Auth (field 8) and Header (field 10) of every request, serialised once.
         self._tail = MessageEnvelope(Auth=s.auth, Header=self._headers).SerializeToString()
 
@@ -716,18 +707,10 @@ class ClientCore:
     def request_frame(self, constructor: int, request_id: int, payload: bytes) -> bytes:
         """The bytes of ``MessageEnvelope(Constructor, RequestID, Message=payload)`` plus the
         client's auth and headers, exactly as protobuf serialises it (fields in number order;
-        a test checks byte equality). Building the message object costs more than the call's
-        I/O bookkeeping, so the hot path writes the five fields itself."""
-        head = self._heads.get(constructor)
-        if head is None:
-            head = self._heads[constructor] = b"\x08" + _varint(constructor) + b"\x11"
-        n = len(payload)
-        if not n:
-            return b"".join((head, request_id.to_bytes(8, "little"), self._tail))
-        size = bytes((n,)) if n < 0x80 else _varint(n)
-        return b"".join(
-            (head, request_id.to_bytes(8, "little"), b"\x22", size, payload, self._tail)
-        )
+        a test checks byte equality): ``envelope_bytes`` writes the first three fields, the
+        precomputed tail the rest (fields 8 and 10 follow field 4)."""
+        frame = envelope_bytes(constructor, request_id, payload)
+        return frame + self._tail if self._tail else frame
 
     def batch(
         self,

@@ -39,8 +39,8 @@ __all__ = [
     "decode_envelope_json",
     "encode_envelope",
     "encode_envelope_json",
-    "encode_reply",
     "envelope",
+    "envelope_bytes",
     "header_append",
     "header_dict",
     "header_get",
@@ -207,26 +207,26 @@ def _varint(n: int) -> bytes:
     return bytes(out)
 
 
-_reply_heads: dict[int, bytes] = {}  # constructor -> its field 1 (Constructor), then field 2's tag
+_heads: dict[int, bytes] = {}  # constructor -> its field 1 (Constructor)
 _ID_TAG = b"\x11"  # field 2 (RequestID), fixed64
 _pack_id = struct.Struct("<Q").pack
 _SHORT_MESSAGE = [bytes((0x22, n)) for n in range(128)]  # field 4 (Message) of n < 128 bytes
 
 
-def encode_reply(constructor: int, request_id: int, payload: bytes) -> bytes:
+def envelope_bytes(constructor: int, request_id: int, payload: bytes) -> bytes:
     """The bytes of ``MessageEnvelope(Constructor=constructor, RequestID=request_id,
     Message=payload)``, exactly as protobuf serializes it (fields in number order, defaults
     left out; tests/core/test_codec.py checks them against ``SerializeToString``), without
-    building the message: the reply of every request takes this path on a WebSocket, and
-    a upb message (its arena, three field writes, the encoder) costs several times more.
+    building the message. A server's reply and a client's request take this path on every
+    call: a upb message (its arena, three field writes, the encoder) costs twice as much.
     ``constructor`` and ``request_id`` are uint64 (``ValueError`` otherwise)."""
-    head = _reply_heads.get(constructor)
+    head = _heads.get(constructor)
     if head is None:
         if not 0 <= constructor < 1 << 64:
             raise ValueError(f"constructor {constructor} is not a uint64")
         head = b"\x08" + _varint(constructor) if constructor else b""
-        if len(_reply_heads) < 4096:  # (the ids of an app's messages: a few hundred at most)
-            _reply_heads[constructor] = head
+        if len(_heads) < 4096:  # (the ids of an app's messages: a few hundred at most)
+            _heads[constructor] = head
     try:
         rid = _ID_TAG + _pack_id(request_id) if request_id else b""
     except struct.error:

@@ -30,8 +30,8 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from google.protobuf.message import Message
 
-from rony.core._codec import encode_reply, header_dict, unwrap
 from rony.core._codec import envelope as _wrap
+from rony.core._codec import envelope_bytes, header_dict, unwrap
 from rony.core.errors import MalformedError, RonyError, from_wire
 from rony.core.pb.msg_pb2 import Edge, MessageEnvelope, Redirect, RedirectReason
 
@@ -244,7 +244,7 @@ class RequestCtx:
             dispatch = self.dispatch
             if dispatch.send_encoded is not None:
                 payload = message.SerializeToString()
-                dispatch.send_encoded(encode_reply(constructor, self.request_id, payload))
+                dispatch.send_encoded(envelope_bytes(constructor, self.request_id, payload))
                 return
             env = MessageEnvelope()
             env.Constructor = constructor
