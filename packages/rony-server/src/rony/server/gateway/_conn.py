@@ -77,9 +77,9 @@ def clock_of(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
 class RequestSource(Protocol):
     """Where an HttpConn reads its client IP and values from (the gateway)."""
 
-    def _client_ip(self, request: web.BaseRequest) -> str: ...
+    def request_ip(self, request: web.BaseRequest) -> str: ...
 
-    def _values(self, request: web.BaseRequest) -> dict[str, Any]: ...
+    def request_values(self, request: web.BaseRequest) -> dict[str, Any]: ...
 
 
 RECEIVE = "receive"
@@ -178,7 +178,7 @@ class HttpConn(_Values):
         request: web.BaseRequest,
         params: Mapping[str, str] | None = None,
     ) -> None:
-        self._conn_id = conn_id
+        self._conn_id = conn_id  # (_Values.__init__'s fields, set here: one call fewer)
         self._values = {}
         self._source: RequestSource | None = source
         self._request = request
@@ -191,15 +191,15 @@ class HttpConn(_Values):
         if self._ip is None:
             source = self._source
             assert source is not None  # (_load sets the IP before it drops the source)
-            self._ip = source._client_ip(self._request)
+            self._ip = source.request_ip(self._request)
         return self._ip
 
     def _load(self) -> None:
         source, self._source = self._source, None
         if source is not None:
             if self._ip is None:
-                self._ip = source._client_ip(self._request)
-            loaded = source._values(self._request)
+                self._ip = source.request_ip(self._request)
+            loaded = source.request_values(self._request)
             if self._params:
                 loaded.update(self._params)
             self._values = {**loaded, **self._values}

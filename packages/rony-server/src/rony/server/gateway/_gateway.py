@@ -297,7 +297,8 @@ class Gateway:
                 return await self._rest(request, match[0], match[1], cors)
         return await self._rpc(request, cors)
 
-    def _values(self, request: web.BaseRequest) -> dict[str, Any]:
+    def request_values(self, request: web.BaseRequest) -> dict[str, Any]:
+        """A conn's values from its request: the headers (canonical names), then the query."""
         values: dict[str, Any] = {}
         for name, value in request.headers.items():
             low = name.lower()
@@ -312,7 +313,8 @@ class Gateway:
                 values.setdefault(key, value)
         return values
 
-    def _client_ip(self, request: web.BaseRequest) -> str:
+    def request_ip(self, request: web.BaseRequest) -> str:
+        """The client's IP: the peer's, or X-Forwarded-For's when the peer is a trusted proxy."""
         peer = request.remote or ""
         if not self._trusted:
             return peer
@@ -481,8 +483,8 @@ class Gateway:
         self._ws_handlers.add(task)
         conn = WSConn(
             next(self._conn_ids),
-            self._client_ip(request),
-            self._values(request),
+            self.request_ip(request),
+            self.request_values(request),
             ws,
             request,
             s.write_queue_size,
