@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any, Literal, TypeVar, overload
 
@@ -41,7 +42,7 @@ from rony.client.errors import (
     ConnectionLost,
     RequestTimeout,
 )
-from rony.core import C_GetNodes, C_Redirect, Edges, GetNodes, MessageEnvelope
+from rony.core import C_GetNodes, C_Redirect, Edges, GetNodes, MessageEnvelope, loop_clock
 
 __all__ = ["AsyncClient", "AsyncPushStream"]
 
@@ -157,6 +158,8 @@ class AsyncClient:
         self._transport = transport_impl
         self._options = ConnectOptions.from_settings(self.settings)
         self._pending: Pending[asyncio.Future[MessageEnvelope]] = Pending()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._clock: Callable[[], float] = time.monotonic  # its loop's time (_running_loop)
         self._links: dict[str, _Link] = {}
         self._sinks: list[_Sink] = []
         self._callbacks: list[PushCallback] = []
@@ -183,8 +186,8 @@ class AsyncClient:
         """Dial the current target now (WebSocket); a no-op over HTTP."""
         self._check_open()
         if self._ws:
-            loop = asyncio.get_running_loop()
-            url, _ = self._core.routing.pick(None, loop.time())
+            self._running_loop()
+            url, _ = self._core.routing.pick(None, self._clock())
             await self._open(url, self.settings.dial_timeout)
 
     async def close(self) -> None:
@@ -224,6 +227,17 @@ class AsyncClient:
     def _check_open(self) -> None:
         if self._closed:
             raise ClientClosed("the client is closed")
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        """The client's event loop, asked for once: CPython 3.11's ``get_running_loop()``
+        makes a ``getpid()`` system call each time, once per call here before. A client
+        belongs to the loop it runs in, as its connections do; when that loop is closed (a
+        second ``asyncio.run``) it takes the running one."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            loop = self._loop = asyncio.get_running_loop()
+            self._clock = loop_clock(loop)
+        return loop
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -305,12 +319,12 @@ class AsyncClient:
         lets the client re-send it after the connection dropped with the request written.
         """
         self._check_open()
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         ex = self._core.call_exchange(
             constructor,
             message,
             header,
-            loop.time(),
+            self._clock(),
             timeout=timeout,
             idempotent=idempotent,
             replica_set=replica_set,
@@ -346,10 +360,10 @@ class AsyncClient:
         them in order); return their replies in the same order. A member answered with a
         ``Redirect`` is re-sent alone to where it points."""
         self._check_open()
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         prepared = [self._core.prepare(e) for e in envs]
         ex = self._core.batch(
-            prepared, loop.time(), sync_run=sync_run, timeout=timeout, replica_set=replica_set
+            prepared, self._clock(), sync_run=sync_run, timeout=timeout, replica_set=replica_set
         )
         await self._route_to(replica_set, ex)
         done = await self._drive(ex, loop)
@@ -361,7 +375,7 @@ class AsyncClient:
             if r.Constructor == C_Redirect and self.settings.follow_redirects
         ]
         if redirected:
-            now = loop.time()
+            now = self._clock()
             subs = [
                 self._core.resume(prepared[i], replies[i], now, ex.deadline) for i in redirected
             ]
@@ -374,7 +388,8 @@ class AsyncClient:
     async def _route_to(self, replica_set: int | None, ex: Exchange) -> None:
         if replica_set is not None and not self._core.routing.knows(replica_set):
             # within the call's deadline; running out raises RequestTimeout like the call would
-            remaining = ex.deadline - asyncio.get_running_loop().time()
+            self._running_loop()
+            remaining = ex.deadline - self._clock()
             await self.discover([replica_set], timeout=max(remaining, 0.0))
 
     async def _run(
@@ -384,9 +399,9 @@ class AsyncClient:
         idempotent: bool,
         replica_set: int | None,
     ) -> MessageEnvelope:
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         ex = self._core.exchange(
-            env, loop.time(), timeout=timeout, idempotent=idempotent, replica_set=replica_set
+            env, self._clock(), timeout=timeout, idempotent=idempotent, replica_set=replica_set
         )
         if replica_set is not None:
             await self._route_to(replica_set, ex)
@@ -396,8 +411,9 @@ class AsyncClient:
 
     async def _drive(self, ex: Exchange, loop: asyncio.AbstractEventLoop) -> Done:
         batch = ex.batch
+        clock = self._clock
         while True:
-            action = ex.next(loop.time())
+            action = ex.next(clock())
             if type(action) is Send:
                 try:
                     if batch:
@@ -407,12 +423,12 @@ class AsyncClient:
                 except ClientError as err:
                     if self._closed and not isinstance(err, ClientClosed):
                         raise ClientClosed("the client was closed", written=err.written) from err
-                    ex.on_error(err, loop.time())
+                    ex.on_error(err, clock())
                     continue
                 if batch:
-                    ex.on_replies(replies, loop.time())
+                    ex.on_replies(replies, clock())
                 else:
-                    ex.on_reply(reply, loop.time())
+                    ex.on_reply(reply, clock())
             elif type(action) is Wait:
                 await asyncio.sleep(action.seconds)
                 self._check_open()
@@ -437,7 +453,7 @@ class AsyncClient:
             raise ConnectionLost("connection dropped before the write", written=False)
         rid = ex.request_ids[0]
         fut: asyncio.Future[MessageEnvelope] = loop.create_future()
-        deadline = loop.time() + act.timeout
+        deadline = self._clock() + act.timeout
         self._pending.add(rid, conn, fut, deadline)
         try:
             await conn.send(ex.frame)
@@ -482,7 +498,7 @@ class AsyncClient:
         conn = link.conn
         if conn is None:
             raise ConnectionLost("connection dropped before the write", written=False)
-        loop = asyncio.get_running_loop()
+        loop = self._running_loop()
         futs = [loop.create_future() for _ in ex.request_ids]
         for rid, fut in zip(ex.request_ids, futs, strict=True):
             self._pending.add(rid, conn, fut)

@@ -5,6 +5,7 @@ or lmdb (a test guards it), so the client, the server and tools can all build on
 """
 
 from rony.core import errors
+from rony.core._clock import loop_clock
 from rony.core._codec import (
     DEFAULT_LIMITS,
     TRACEPARENT,
@@ -122,6 +123,7 @@ __all__ = [
     "header_dict",
     "header_get",
     "header_set",
+    "loop_clock",
     "message_from_json",
     "message_id",
     "message_to_json",

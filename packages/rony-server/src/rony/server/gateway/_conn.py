@@ -13,13 +13,12 @@ import collections
 import contextvars
 import logging
 import struct
-import time
-from collections.abc import Callable, Coroutine, Generator, Mapping
+from collections.abc import Coroutine, Generator, Mapping
 from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, web
 
-from rony.core import MessageEnvelope, encode_envelope_json
+from rony.core import MessageEnvelope, encode_envelope_json, loop_clock
 from rony.core.errors import RonyError
 from rony.server._dispatch import error_envelope
 
@@ -31,7 +30,6 @@ __all__ = [
     "WSConn",
     "Worker",
     "canonical_header",
-    "clock_of",
 ]
 
 log = logging.getLogger("rony.server")
@@ -63,15 +61,6 @@ def _frame_writer(ws: web.WebSocketResponse) -> Any:
     ):
         return writer
     return None
-
-
-def clock_of(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
-    """``loop.time`` as one C call: asyncio's own ``BaseEventLoop.time`` is ``time.monotonic()``
-    behind a Python frame, a measurable share of a small request when read once per frame and
-    once per reply. Another loop (uvloop) keeps its own ``time``."""
-    if getattr(type(loop), "time", None) is asyncio.BaseEventLoop.time:
-        return time.monotonic
-    return loop.time
 
 
 class RequestSource(Protocol):
@@ -271,7 +260,7 @@ class WSConn(_Values):
         self.request = request
         self.queue_size = queue_size
         self.loop = asyncio.get_running_loop()
-        self.clock = clock_of(self.loop)  # loop.time, cheaper
+        self.clock = loop_clock(self.loop)  # loop.time, cheaper
         self.last_activity = self.clock()
         self.inflight = 0
         self.slot_waiter: asyncio.Future[None] | None = None

@@ -70,6 +70,7 @@ from rony.core import (
     container_envelope,
     decode_envelope,
     encode_envelope_json,
+    loop_clock,
     unwrap,
 )
 from rony.core.errors import BusyError, MalformedError, RonyError, http_status_of
@@ -83,7 +84,6 @@ from rony.server.gateway._conn import (
     Resume,
     WSConn,
     canonical_header,
-    clock_of,
 )
 from rony.server.gateway._cors import (
     client_ip,
@@ -169,7 +169,7 @@ class Gateway:
     async def start(self) -> tuple[str, int]:
         s = self.settings
         self._loop = asyncio.get_running_loop()
-        self._clock = clock_of(self._loop)
+        self._clock = loop_clock(self._loop)
         self._server = _Server(
             self._handle,
             keepalive_timeout=s.idle_timeout,
