@@ -65,6 +65,9 @@ def test_concurrent_readers_and_a_writer(tmp_path: Path) -> None:
         def reader(r: int) -> None:
             key = b"r%d" % r
             try:
+                # One read before the writer starts: on a loaded machine the writer could
+                # otherwise finish before a reader ran at all (then the pool was empty).
+                assert s.get(key) == b"%08d" % 0
                 start.wait()
                 while not stop.is_set():
                     floor = committed[r]
@@ -73,6 +76,7 @@ def test_concurrent_readers_and_a_writer(tmp_path: Path) -> None:
                     assert int(value) >= floor, (r, value, floor)
             except BaseException as exc:
                 failures.append(exc)
+                start.abort()  # (the writer is not left waiting)
 
         threads = [threading.Thread(target=reader, args=(r,)) for r in range(readers)]
         for t in threads:
