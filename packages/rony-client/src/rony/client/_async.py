@@ -418,8 +418,38 @@ class AsyncClient:
                 try:
                     if batch:
                         replies = await self._attempt_batch(action, ex)
+                    elif not self._ws:
+                        reply = (await self._post(action, ex))[0]
                     else:
-                        reply = await self._attempt(action, ex, loop)
+                        # One WebSocket attempt, here rather than in a coroutine of its own:
+                        # each level of await costs on the call and again on the reply's wakeup.
+                        link = self._links.get(action.url)
+                        if link is None or link.conn is None:
+                            link = await self._open(action.url, action.dial_timeout)
+                        conn = link.conn
+                        if conn is None:
+                            raise ConnectionLost(
+                                "connection dropped before the write", written=False
+                            )
+                        rid = ex.request_ids[0]
+                        fut: asyncio.Future[MessageEnvelope] = loop.create_future()
+                        deadline = clock() + action.timeout
+                        self._pending.add(rid, conn, fut, deadline)
+                        try:
+                            await conn.send(ex.frame)
+                        except BaseException as exc:
+                            self._pending.discard(rid)
+                            if fut.done() and not fut.cancelled():
+                                fut.exception()  # the reader failed it too; this error wins
+                            if isinstance(exc, ConnectionLost):
+                                await self._drop(link, conn)
+                            raise
+                        self._arm(loop, rid, deadline)
+                        try:
+                            reply = await fut
+                        except BaseException:
+                            self._pending.discard(rid, abandoned=True)
+                            raise
                 except ClientError as err:
                     if self._closed and not isinstance(err, ClientClosed):
                         raise ClientClosed("the client was closed", written=err.written) from err
@@ -428,7 +458,9 @@ class AsyncClient:
                 if batch:
                     ex.on_replies(replies, clock())
                 else:
-                    ex.on_reply(reply, clock())
+                    done = ex.on_reply(reply, clock())
+                    if done is not None:
+                        return done  # (the common end, without another turn of next)
             elif type(action) is Wait:
                 await asyncio.sleep(action.seconds)
                 self._check_open()
@@ -439,37 +471,6 @@ class AsyncClient:
                 raise action.error
 
     # --- one attempt ------------------------------------------------------------------------------
-
-    async def _attempt(
-        self, act: Send, ex: Exchange, loop: asyncio.AbstractEventLoop
-    ) -> MessageEnvelope:
-        if not self._ws:
-            return (await self._post(act, ex))[0]
-        link = self._links.get(act.url)
-        if link is None or link.conn is None:
-            link = await self._open(act.url, act.dial_timeout)
-        conn = link.conn
-        if conn is None:
-            raise ConnectionLost("connection dropped before the write", written=False)
-        rid = ex.request_ids[0]
-        fut: asyncio.Future[MessageEnvelope] = loop.create_future()
-        deadline = self._clock() + act.timeout
-        self._pending.add(rid, conn, fut, deadline)
-        try:
-            await conn.send(ex.frame)
-        except BaseException as exc:
-            self._pending.discard(rid)
-            if fut.done() and not fut.cancelled():
-                fut.exception()  # the reader failed it too; this error wins
-            if isinstance(exc, ConnectionLost):
-                await self._drop(link, conn)
-            raise
-        self._arm(loop, rid, deadline)
-        try:
-            return await fut
-        except BaseException:
-            self._pending.discard(rid, abandoned=True)
-            raise
 
     def _arm(self, loop: asyncio.AbstractEventLoop, rid: int, deadline: float) -> None:
         """Expire ``rid`` at ``deadline``: one timer per ``_TICK`` slot, shared by all the

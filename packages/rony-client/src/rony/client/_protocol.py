@@ -483,7 +483,15 @@ class Exchange:
                 return Fail(self._timeout("the next attempt would start after the deadline"))
             return Wait(self._wait_until - now)
         core = self._core
-        url, wait = core.routing.pick(self.replica_set, now)
+        routing = core.routing
+        if (
+            routing._penalty
+            or self.replica_set is not None
+            or routing.session_replica_set is not None
+        ):
+            url, wait = routing.pick(self.replica_set, now)
+        else:  # (pick's answer when nothing routes elsewhere and no URL is penalised)
+            url, wait = routing.seeds[0], 0.0
         if wait > 0:
             if now + wait >= self.deadline:
                 return Fail(self._timeout(f"every URL failed recently; next try of {url} is late"))
@@ -502,15 +510,17 @@ class Exchange:
         err.__cause__ = last
         return err
 
-    def on_reply(self, reply: MessageEnvelope, now: float) -> None:
-        """The matched reply of a single request."""
+    def on_reply(self, reply: MessageEnvelope, now: float) -> Done | None:
+        """The matched reply of a single request; the outcome if that ends the exchange (what
+        ``next`` would give), else None."""
         core = self._core
         if core.routing._penalty and self.url is not None:
             core.routing.succeeded(self.url)
         if reply.Constructor == C_Redirect and core.follow_redirects:
             self._follow(reply, now)
-            return
-        self._done = Done(reply)
+            return None
+        done = self._done = Done(reply)
+        return done
 
     def on_replies(self, replies: list[MessageEnvelope], now: float) -> None:
         """The matched replies of a batch, in request order (redirects are resumed one by one)."""
