@@ -30,6 +30,7 @@ from rony.client._protocol import (
     PushQueue,
     Send,
     Wait,
+    decode_frame,
     match_http_replies,
     reply_message,
 )
@@ -583,12 +584,13 @@ class AsyncClient:
 
     async def _read(self, link: _Link, conn: AsyncConnection) -> None:
         pending = self._pending
-        decode = self._core.decode_frame
+        limits = self._core.limits
         reason: ClientError
         try:
             while True:
                 data = await conn.recv()
-                envs = decode(data)  # DecodeError / FrameTooLarge: the link cannot be trusted
+                # (decode_frame itself, not ClientCore's wrapper: one call fewer per reply)
+                envs = decode_frame(data, limits)  # DecodeError / FrameTooLarge: link untrusted
                 for env in envs:
                     rid = env.RequestID
                     fut = pending.resolve(rid) if rid else None
