@@ -483,15 +483,7 @@ class Exchange:
                 return Fail(self._timeout("the next attempt would start after the deadline"))
             return Wait(self._wait_until - now)
         core = self._core
-        routing = core.routing
-        if (
-            routing._penalty
-            or self.replica_set is not None
-            or routing.session_replica_set is not None
-        ):
-            url, wait = routing.pick(self.replica_set, now)
-        else:  # (pick's answer when nothing routes elsewhere and no URL is penalised)
-            url, wait = routing.seeds[0], 0.0
+        url, wait = core.routing.pick(self.replica_set, now)
         if wait > 0:
             if now + wait >= self.deadline:
                 return Fail(self._timeout(f"every URL failed recently; next try of {url} is late"))

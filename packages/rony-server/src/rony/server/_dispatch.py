@@ -121,6 +121,7 @@ class _Dispatch(DispatchCtx):
         server_id: str,
         services: Services | None,
         reply: Reply | None,
+        send_encoded: Callable[[bytes], None] | None = None,
     ) -> None:
         # DispatchCtx.__init__'s fields, set here without the keyword call (hot path).
         self.conn = conn
@@ -129,7 +130,7 @@ class _Dispatch(DispatchCtx):
         self.services = services
         self.values = {}
         self.buffer = []
-        self.send_encoded = None
+        self.send_encoded = send_encoded
         self.reply = reply
 
     def deliver(self, env: MessageEnvelope) -> None:
@@ -211,12 +212,7 @@ class Dispatcher:
                 env = decode_envelope(data, self.settings.limits)
         except MalformedError as err:
             return self._bad_envelope(conn, err, reply)
-        # (dispatch's body: one call fewer per request)
-        dctx = _Dispatch(conn, kind, self.settings.server_id, self.services, reply)
-        ctx = RequestCtx(dctx, env)
-        if ctx.constructor == C_MessageContainer:
-            return self._container(dctx, env)
-        return self._execute(ctx, None, True, task, now)
+        return self.dispatch(conn, env, kind=kind, reply=reply, task=task, now=now)
 
     def dispatch_frame(
         self,
@@ -236,8 +232,10 @@ class Dispatcher:
             env = decode_envelope(data, self.settings.limits)
         except MalformedError as err:
             return self._bad_envelope(conn, err, reply)
-        dctx = _Dispatch(conn, Kind.GATEWAY, self.settings.server_id, self.services, reply)
-        dctx.send_encoded = send_encoded
+        # (dispatch's body, with send_encoded)
+        dctx = _Dispatch(
+            conn, Kind.GATEWAY, self.settings.server_id, self.services, reply, send_encoded
+        )
         ctx = RequestCtx(dctx, env)  # (dctx.new_request(env), one call fewer)
         if ctx.constructor == C_MessageContainer:
             return self._container(dctx, env)

@@ -333,9 +333,7 @@ class Gateway:
         return content.read_nowait(-1) if content.is_eof() else None
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
-        body = self._body_now(request)  # (checks Content-Length against the limit)
-        if body is not None:
-            return body
+        """The body that ``_body_now`` found not all here yet (it checked Content-Length)."""
         if request.content_length is not None:
             return await request.content.read(-1)
         limit = self.settings.max_message_size
@@ -392,15 +390,13 @@ class Gateway:
             err = MalformedError("REQUEST", "empty body: POST one MessageEnvelope")
             return self._envelope_response(error_envelope(err), json, cors)
         conn = HttpConn(next(self._conn_ids), self, request)
-        self._busy += 1
+        self._begin()
         try:
             replies = await self.dispatcher.dispatch_bytes(
                 conn, body, json=json, task=request.task, now=self._clock()
             )
         finally:
-            self._busy -= 1  # (_end, inlined)
-            if not self._busy and self._idle is not None:
-                self._end_idle()
+            self._end()
         if not replies:
             return web.Response(status=204, headers=cors)
         if len(replies) == 1:
@@ -840,10 +836,8 @@ class Gateway:
                 # The chain awaits: its task drives it on (_read finds the handoff) and the
                 # reader role passes to another worker.
                 conn.handoffs[task] = (coro, yielded)
-                wait, conn.feed_wait = conn.feed_wait, None
                 self._pass_role(conn)
-                if wait is not None and not wait.done():
-                    wait.set_result(None)
+                _wake_reader(conn)
                 continue
             finally:
                 _leave_task(loop, task)
@@ -851,10 +845,8 @@ class Gateway:
                 # The handler cancelled its own (finished) request, which must not reach
                 # another one, or set a contextvar: a fresh worker takes the role.
                 _clear_cancel(task)
-                wait, conn.feed_wait = conn.feed_wait, None
                 self._spawn_worker(conn)
-                if wait is not None and not wait.done():
-                    wait.set_result(None)
+                _wake_reader(conn)
 
     async def _park(
         self,
@@ -966,6 +958,14 @@ class _FeedParser:
     def detach(self) -> None:
         """Forward only, from now on (and drop the references: protocol -> conn)."""
         self._gateway = self._conn = None
+
+
+def _wake_reader(conn: WSConn) -> None:
+    """The reader role moved on (``_feed``): wake the old reader from its ``feed_wait``, to
+    find its handoff or to see that the role is gone."""
+    wait, conn.feed_wait = conn.feed_wait, None
+    if wait is not None and not wait.done():
+        wait.set_result(None)
 
 
 def _queue_ended(queue: Any) -> bool:
