@@ -29,31 +29,26 @@ if str(ROOT) not in sys.path:  # so `examples.echo` imports (pytest runs in impo
 
 from rony.server import App  # noqa: E402
 
-# Method ids of the test service (any names; only their crc matters on the wire).
-C_Sleep = method_id("Test", "Sleep")
-C_Record = method_id("Test", "Record")
-C_Boom = method_id("Test", "Boom")
-C_Denied = method_id("Test", "Denied")
-C_Internal = method_id("Test", "Internal")
-C_Multi = method_id("Test", "Multi")
-C_Whoami = method_id("Test", "Whoami")
-C_PushTo = method_id("Test", "PushTo")
-C_Silent = method_id("Test", "Silent")
-C_Flood = method_id("Test", "Flood")
 
-for _c, _n in [
-    (C_Sleep, "TestSleep"),
-    (C_Record, "TestRecord"),
-    (C_Boom, "TestBoom"),
-    (C_Denied, "TestDenied"),
-    (C_Internal, "TestInternal"),
-    (C_Multi, "TestMulti"),
-    (C_Whoami, "TestWhoami"),
-    (C_PushTo, "TestPushTo"),
-    (C_Silent, "TestSilent"),
-    (C_Flood, "TestFlood"),
-]:
-    registry.register(_c, _n, Ping)
+def declare_method(service: str, name: str) -> int:
+    """A test method's id, registered as "<service><name>" with Ping as its message (any names
+    and message: only the id's crc matters on the wire)."""
+    cid = method_id(service, name)
+    registry.register(cid, service + name, Ping)
+    return cid
+
+
+# Method ids of the test service.
+C_Sleep = declare_method("Test", "Sleep")
+C_Record = declare_method("Test", "Record")
+C_Boom = declare_method("Test", "Boom")
+C_Denied = declare_method("Test", "Denied")
+C_Internal = declare_method("Test", "Internal")
+C_Multi = declare_method("Test", "Multi")
+C_Whoami = declare_method("Test", "Whoami")
+C_PushTo = declare_method("Test", "PushTo")
+C_Silent = declare_method("Test", "Silent")
+C_Flood = declare_method("Test", "Flood")
 
 
 class Probe:

@@ -14,22 +14,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from rony.core import RequestCtx, method_id, registry, unwrap
+from rony.core import RequestCtx, unwrap
 from rony.core.pb.msg_pb2 import Ping, Pong
 from rony.server import App
 from rony.server.testing import serve
 
-from .conftest import recv_env, req
+from .conftest import declare_method, recv_env, req
 
-C_TaskInfo = method_id("Inline", "TaskInfo")
-C_StaleCancel = method_id("Inline", "StaleCancel")
-C_Count = method_id("Inline", "Count")
-for _c, _n in [
-    (C_TaskInfo, "InlineTaskInfo"),
-    (C_StaleCancel, "InlineStaleCancel"),
-    (C_Count, "InlineCount"),
-]:
-    registry.register(_c, _n, Ping)
+C_TaskInfo = declare_method("Inline", "TaskInfo")
+C_StaleCancel = declare_method("Inline", "StaleCancel")
+C_Count = declare_method("Inline", "Count")
 
 VAR: contextvars.ContextVar[int] = contextvars.ContextVar("inline_var", default=-1)
 

@@ -9,26 +9,18 @@ from typing import Any
 
 import aiohttp
 
-from rony.core import RequestCtx, method_id, registry, unwrap
+from rony.core import RequestCtx, unwrap
 from rony.core.pb.msg_pb2 import Ping, Pong
 from rony.server import App
 from rony.server.testing import serve
 
-from .conftest import error_of, recv_env, req
+from .conftest import declare_method, error_of, recv_env, req
 
-C_SetVar = method_id("Workers", "SetVar")
-C_GetVar = method_id("Workers", "GetVar")
-C_SelfCancel = method_id("Workers", "SelfCancel")
-C_Yield = method_id("Workers", "Yield")
-C_Hang = method_id("Workers", "Hang")
-for _c, _n in [
-    (C_SetVar, "WorkersSetVar"),
-    (C_GetVar, "WorkersGetVar"),
-    (C_SelfCancel, "WorkersSelfCancel"),
-    (C_Yield, "WorkersYield"),
-    (C_Hang, "WorkersHang"),
-]:
-    registry.register(_c, _n, Ping)
+C_SetVar = declare_method("Workers", "SetVar")
+C_GetVar = declare_method("Workers", "GetVar")
+C_SelfCancel = declare_method("Workers", "SelfCancel")
+C_Yield = declare_method("Workers", "Yield")
+C_Hang = declare_method("Workers", "Hang")
 
 VAR: contextvars.ContextVar[int] = contextvars.ContextVar("rony_test_var", default=-1)
 
