@@ -122,6 +122,13 @@ def test_decode_frame_unpacks_containers_and_types_failures() -> None:
         decode_frame(broken.SerializeToString(), Limits())
     with pytest.raises(errors.FrameTooLarge):
         decode_frame(b"x" * 65, Limits(max_message_size=64))
+    # past Limits.unchecked_size the checked decoder reads it: same envelopes, same errors
+    long = MessageEnvelope(Constructor=C_Pong, RequestID=7, Message=b"m" * 300)
+    assert len(long.SerializeToString()) > Limits().unchecked_size
+    assert decode_frame(long.SerializeToString(), Limits()) == [long]
+    assert decode_frame(bytearray(a.SerializeToString()), Limits()) == [a]
+    with pytest.raises(errors.DecodeError):
+        decode_frame(b"\xff" * 300, Limits())
     many = container_envelope([a] * 3).SerializeToString()
     with pytest.raises(errors.DecodeError, match="max_container_length"):
         decode_frame(many, Limits(max_container_length=2))
@@ -402,6 +409,9 @@ def test_reply_message_types() -> None:
     with pytest.raises(rony_errors.UnavailableError) as info:
         reply_message(envelope(err.to_message(), 1), Pong)
     assert (info.value.code, info.value.items, info.value.description) == ("E02", "ITEM", "gone")
+    for _ in range(2):  # an Error reply raises even to a caller that expects Error (twice: cached)
+        with pytest.raises(rony_errors.UnavailableError):
+            reply_message(envelope(err.to_message(), 1), type(err.to_message()))
     with pytest.raises(errors.UnexpectedResponse) as un:
         reply_message(envelope(Ping(ID=4), 1), Pong)
     assert un.value.constructor == C_Ping

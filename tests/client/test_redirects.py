@@ -36,7 +36,8 @@ async def _redirecting_pair() -> AsyncIterator[tuple[Edge, Edge]]:
     from rony.server import App
 
     async def redirect_whoami(ctx: RequestCtx) -> None:
-        mode = ctx.header.get("mode", "")
+        # by the "mode" header, or (for a call with no header) by Ping.ID: 1 request, 2 session
+        mode = ctx.header.get("mode") or {1: "request", 2: "session"}.get(ctx.message(Ping).ID, "")
         if mode == "session":
             ctx.push_redirect_session(1)
         elif mode == "request":
@@ -96,6 +97,26 @@ async def test_async_request_and_session_redirects(
     async with AsyncClient(a.url, transport=transport, settings=not_following) as c:  # type: ignore[arg-type]
         with pytest.raises(errors.UnexpectedResponse, match="got Redirect"):
             await c.call(na.C_WhoAmI, Ping(), KeyValue, header={"mode": "request"})
+
+
+async def test_async_redirects_of_calls_on_an_open_link(
+    redirecting_pair: tuple[Edge, Edge],
+) -> None:
+    """A call with no header on a link that is up takes AsyncClient's fast lane (its first
+    attempt runs without an Exchange); a Redirect it gets is followed all the same."""
+    a, _ = redirecting_pair
+    async with AsyncClient(a.url) as c:
+        await c.connect()
+        assert served_by(await c.call(na.C_WhoAmI, Ping(ID=1), KeyValue)) == "B"  # request
+        assert c.session_replica_set is None
+        assert served_by(await c.call(na.C_WhoAmI, Ping(), KeyValue)) == "A"
+        assert served_by(await c.call(na.C_WhoAmI, Ping(ID=2), KeyValue)) == "B"  # session
+        assert c.session_replica_set == 1
+        assert served_by(await c.call(na.C_WhoAmI, Ping(), KeyValue)) == "B"  # sticks
+    async with AsyncClient(a.url, settings=ClientSettings(follow_redirects=False)) as c:
+        await c.connect()
+        with pytest.raises(errors.UnexpectedResponse, match="got Redirect"):
+            await c.call(na.C_WhoAmI, Ping(ID=1), KeyValue)
 
 
 async def test_async_redirect_loop_is_bounded(redirecting_pair: tuple[Edge, Edge]) -> None:

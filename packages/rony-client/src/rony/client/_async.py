@@ -319,22 +319,54 @@ class AsyncClient:
         (learned with ``discover``, asked for automatically when unknown). ``idempotent=True``
         lets the client re-send it after the connection dropped with the request written.
         """
-        self._check_open()
+        if self._closed:
+            raise ClientClosed("the client is closed")
         loop = self._running_loop()
-        ex = self._core.call_exchange(
+        core = self._core
+        now = self._clock()
+        if header is None and replica_set is None and constructor and self._ws:
+            # The fast lane: the usual call, on a link that is up, to where nothing needs
+            # deciding. Its first attempt runs without an Exchange; one is made only if that
+            # attempt fails or is redirected, and takes over from there (same retries, same
+            # deadline), so the outcome is what the exchange alone would give.
+            url = core.routing.direct()
+            if (
+                url is not None
+                and (link := self._links.get(url)) is not None
+                and (conn := link.conn) is not None
+                and (wait := timeout if timeout is not None else core.default_deadline) > 0
+            ):
+                deadline = now + wait
+                rid, frame = core.call_frame(constructor, message)
+                rt = core.request_timeout
+                try:
+                    reply = await self._ws_attempt(
+                        link, conn, rid, frame, now + (rt if rt < wait else wait), loop
+                    )
+                except ClientError as err:
+                    ex = Exchange(core, frame, (rid,), deadline=deadline, idempotent=idempotent)
+                    ex.url = url
+                    self._failed(ex, err)
+                    reply = await self._drive_one(ex, loop)
+                else:
+                    if reply.Constructor == C_Redirect and core.follow_redirects:
+                        ex = Exchange(core, frame, (rid,), deadline=deadline, idempotent=idempotent)
+                        ex.url = url
+                        ex.on_reply(reply, self._clock())
+                        reply = await self._drive_one(ex, loop)
+                return reply_message(reply, response_class)
+        ex = core.call_exchange(
             constructor,
             message,
             header,
-            self._clock(),
+            now,
             timeout=timeout,
             idempotent=idempotent,
             replica_set=replica_set,
         )
         if replica_set is not None:
             await self._route_to(replica_set, ex)
-        reply = (await self._drive(ex, loop)).reply
-        assert reply is not None
-        return reply_message(reply, response_class)
+        return reply_message(await self._drive_one(ex, loop), response_class)
 
     async def send(
         self,
@@ -406,9 +438,18 @@ class AsyncClient:
         )
         if replica_set is not None:
             await self._route_to(replica_set, ex)
-        done = await self._drive(ex, loop)
-        assert done.reply is not None
-        return done.reply
+        return await self._drive_one(ex, loop)
+
+    async def _drive_one(self, ex: Exchange, loop: asyncio.AbstractEventLoop) -> MessageEnvelope:
+        reply = (await self._drive(ex, loop)).reply
+        assert reply is not None
+        return reply
+
+    def _failed(self, ex: Exchange, err: ClientError) -> None:
+        """An attempt of ``ex`` failed with ``err``: the exchange decides what comes next."""
+        if self._closed and not isinstance(err, ClientClosed):
+            raise ClientClosed("the client was closed", written=err.written) from err
+        ex.on_error(err, self._clock())
 
     async def _drive(self, ex: Exchange, loop: asyncio.AbstractEventLoop) -> Done:
         batch = ex.batch
@@ -422,8 +463,6 @@ class AsyncClient:
                     elif not self._ws:
                         reply = (await self._post(action, ex))[0]
                     else:
-                        # One WebSocket attempt, here rather than in a coroutine of its own:
-                        # each level of await costs on the call and again on the reply's wakeup.
                         link = self._links.get(action.url)
                         if link is None or link.conn is None:
                             link = await self._open(action.url, action.dial_timeout)
@@ -432,29 +471,11 @@ class AsyncClient:
                             raise ConnectionLost(
                                 "connection dropped before the write", written=False
                             )
-                        rid = ex.request_ids[0]
-                        fut: asyncio.Future[MessageEnvelope] = loop.create_future()
-                        deadline = clock() + action.timeout
-                        self._pending.add(rid, conn, fut, deadline)
-                        try:
-                            await conn.send(ex.frame)
-                        except BaseException as exc:
-                            self._pending.discard(rid)
-                            if fut.done() and not fut.cancelled():
-                                fut.exception()  # the reader failed it too; this error wins
-                            if isinstance(exc, ConnectionLost):
-                                await self._drop(link, conn)
-                            raise
-                        self._arm(loop, rid, deadline)
-                        try:
-                            reply = await fut
-                        except BaseException:
-                            self._pending.discard(rid, abandoned=True)
-                            raise
+                        reply = await self._ws_attempt(
+                            link, conn, ex.request_ids[0], ex.frame, clock() + action.timeout, loop
+                        )
                 except ClientError as err:
-                    if self._closed and not isinstance(err, ClientClosed):
-                        raise ClientClosed("the client was closed", written=err.written) from err
-                    ex.on_error(err, clock())
+                    self._failed(ex, err)
                     continue
                 if batch:
                     ex.on_replies(replies, clock())
@@ -473,15 +494,40 @@ class AsyncClient:
 
     # --- one attempt ------------------------------------------------------------------------------
 
-    def _arm(self, loop: asyncio.AbstractEventLoop, rid: int, deadline: float) -> None:
-        """Expire ``rid`` at ``deadline``: one timer per ``_TICK`` slot, shared by all the
-        requests due in it (a timer per request costs more than the rest of a call)."""
+    async def _ws_attempt(
+        self,
+        link: _Link,
+        conn: AsyncConnection,
+        rid: int,
+        frame: bytes,
+        deadline: float,
+        loop: asyncio.AbstractEventLoop,
+    ) -> MessageEnvelope:
+        """Write ``frame`` on ``conn`` and wait for the reply to ``rid`` until ``deadline`` (the
+        loop's time)."""
+        fut: asyncio.Future[MessageEnvelope] = loop.create_future()
+        self._pending.add(rid, conn, fut, deadline)
+        try:
+            await conn.send(frame)
+        except BaseException as exc:
+            self._pending.discard(rid)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # the reader failed it too; this error wins
+            if isinstance(exc, ConnectionLost):
+                await self._drop(link, conn)
+            raise
+        # Expire rid at its deadline: one timer per _TICK slot, shared by all the requests due
+        # in it (a timer per request costs more than the rest of a call).
         slot = int(deadline / _TICK) + 1
         bucket = self._buckets.get(slot)
         if bucket is None:
-            handle = loop.call_at(slot * _TICK, self._fire, slot)
-            bucket = self._buckets[slot] = (handle, [])
+            bucket = self._buckets[slot] = (loop.call_at(slot * _TICK, self._fire, slot), [])
         bucket[1].append(rid)
+        try:
+            return await fut
+        except BaseException:
+            self._pending.discard(rid, abandoned=True)
+            raise
 
     def _fire(self, slot: int) -> None:
         entry = self._buckets.pop(slot, None)

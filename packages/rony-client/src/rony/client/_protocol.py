@@ -175,23 +175,31 @@ def decode_frame(
     """
     if not data:
         return []  # an HTTP 204 (the handler pushed nothing), or an empty frame
-    if len(data) > limits.max_message_size:
-        raise FrameTooLarge(
-            f"received {len(data)} bytes; max_message_size is {limits.max_message_size}",
-            written=True,
-        )
+    if type(data) is bytes and len(data) <= limits.unchecked_size:
+        # The usual reply, short: within every limit, so parsed without decode_envelope's checks.
+        try:
+            env = MessageEnvelope.FromString(data)
+        except Exception as exc:  # protobuf's DecodeError
+            raise DecodeError(f"reply does not decode: {exc}") from None
+    else:
+        if len(data) > limits.max_message_size:
+            raise FrameTooLarge(
+                f"received {len(data)} bytes; max_message_size is {limits.max_message_size}",
+                written=True,
+            )
+        try:
+            if isinstance(data, str):
+                env = decode_envelope_json(data, limits)
+            else:
+                env = decode_envelope(data, limits)
+        except errors.RonyError as exc:
+            raise DecodeError(f"reply does not decode: {exc.description or exc}") from None
+    if env.Constructor != C_MessageContainer:
+        return [env]
+    container = MessageContainer()
     try:
-        if isinstance(data, str):
-            env = decode_envelope_json(data, limits)
-        else:
-            env = decode_envelope(data, limits)
-        if env.Constructor != C_MessageContainer:
-            return [env]
-        container = MessageContainer()
         container.ParseFromString(env.Message)
-    except errors.RonyError as exc:
-        raise DecodeError(f"reply does not decode: {exc.description or exc}") from None
-    except Exception as exc:  # protobuf DecodeError on the container payload
+    except Exception as exc:  # protobuf's DecodeError
         raise DecodeError(f"reply container does not decode: {exc}") from None
     if len(container.Envelopes) > limits.max_container_length:
         raise DecodeError(
@@ -359,6 +367,15 @@ class Routing:
             if urls:
                 return urls
         return self.seeds
+
+    def direct(self) -> str | None:
+        """Where a request with no replica set of its own goes when there is nothing to decide
+        (no URL penalised): what ``pick(None, now)`` gives then; None otherwise."""
+        if self._penalty:
+            return None
+        rs = self.session_replica_set
+        urls = self.edges.get(rs) if rs is not None else None
+        return urls[0] if urls else self.seeds[0]
 
     def pick(self, replica_set: int | None, now: float) -> tuple[str, float]:
         """The URL to use and how long to wait first (>0 only when all are penalised)."""
@@ -599,7 +616,7 @@ class ClientCore:
         self._headers = [KeyValue(Key=k, Value=v) for k, v in s.headers.items()]
         self._auth = s.auth
         self._max_size = s.max_message_size
-        self._deadline = s.effective_deadline
+        self.default_deadline = s.effective_deadline  # (frozen settings)
         # Auth (field 8) and Header (field 10) of every request, serialised once.
         self._tail = MessageEnvelope(Auth=s.auth, Header=self._headers).SerializeToString()
 
@@ -659,12 +676,11 @@ class ClientCore:
         idempotent: bool = False,
         replica_set: int | None = None,
     ) -> Exchange:
-        deadline = now + (timeout if timeout is not None else self.settings.effective_deadline)
         return Exchange(
             self,
             self.encode(env),
             (env.RequestID,),
-            deadline=deadline,
+            deadline=self.deadline(now, timeout),
             idempotent=idempotent,
             replica_set=replica_set,
         )
@@ -689,6 +705,19 @@ class ClientCore:
                 idempotent=idempotent,
                 replica_set=replica_set,
             )
+        rid, frame = self.call_frame(constructor, message)
+        return Exchange(
+            self,
+            frame,
+            (rid,),
+            deadline=self.deadline(now, timeout),
+            idempotent=idempotent,
+            replica_set=replica_set,
+        )
+
+    def call_frame(self, constructor: int, message: Message) -> tuple[int, bytes]:
+        """A fresh request id and the frame of ``message`` under it (no per-call header),
+        or ``FrameTooLarge``."""
         rid = self.ids.next()
         frame = self.request_frame(constructor, rid, message.SerializeToString())
         if len(frame) > self._max_size:
@@ -696,15 +725,11 @@ class ClientCore:
                 f"request is {len(frame)} bytes; max_message_size is {self._max_size}",
                 written=False,
             )
-        deadline = now + (timeout if timeout is not None else self._deadline)
-        return Exchange(
-            self,
-            frame,
-            (rid,),
-            deadline=deadline,
-            idempotent=idempotent,
-            replica_set=replica_set,
-        )
+        return rid, frame
+
+    def deadline(self, now: float, timeout: float | None) -> float:
+        """When a call made at ``now`` gives up: ``timeout`` or the settings' deadline."""
+        return now + (timeout if timeout is not None else self.default_deadline)
 
     def request_frame(self, constructor: int, request_id: int, payload: bytes) -> bytes:
         """The bytes of ``MessageEnvelope(Constructor, RequestID, Message=payload)`` plus the
@@ -735,9 +760,13 @@ class ClientCore:
             raise ValueError("envelopes of one batch need distinct request ids")
         container = MessageContainer(Length=len(envs), Envelopes=envs, SyncRun=sync_run)
         env = MessageEnvelope(Constructor=C_MessageContainer, Message=container.SerializeToString())
-        deadline = now + (timeout if timeout is not None else self.settings.effective_deadline)
         return Exchange(
-            self, self.encode(env), ids, deadline=deadline, batch=True, replica_set=replica_set
+            self,
+            self.encode(env),
+            ids,
+            deadline=self.deadline(now, timeout),
+            batch=True,
+            replica_set=replica_set,
         )
 
     def resume(
@@ -792,6 +821,15 @@ def reply_message(env: MessageEnvelope, response_class: type[Message] | None = N
     """The payload of a reply: an ``Error`` raises its ``RonyError`` class; a class mismatch
     raises ``UnexpectedResponse``; a payload that does not decode raises ``DecodeError``."""
     constructor = env.Constructor
+    if (
+        response_class is not None
+        and constructor == _constructor_of.get(response_class)  # (never C_Error, see below)
+        and not env.JsonEncoded
+    ):
+        try:  # the usual reply, first
+            return response_class.FromString(env.Message)
+        except Exception as exc:  # protobuf's DecodeError
+            raise DecodeError(f"reply payload does not decode: {exc}") from None
     if constructor == C_Error:
         try:
             err = unwrap(env, ErrorMessage)
@@ -802,7 +840,9 @@ def reply_message(env: MessageEnvelope, response_class: type[Message] | None = N
     if response_class is not None:
         expected = _constructor_of.get(response_class)
         if expected is None:
-            expected = _constructor_of[response_class] = registry.register_message(response_class)
+            expected = registry.register_message(response_class)
+            if expected != C_Error:  # an Error reply always raises, whatever the caller expects
+                _constructor_of[response_class] = expected
         if constructor != expected:
             name = registry.name_of(constructor) or str(constructor)
             raise UnexpectedResponse(
