@@ -193,6 +193,52 @@ async def test_http_handler_with_no_reply_is_204(
         assert r.status == 204
 
 
+async def test_http_replies_sent_as_bytes_and_as_envelopes_keep_status_and_order(
+    http: aiohttp.ClientSession,
+) -> None:
+    """Over HTTP a plain reply travels as its encoded bytes, others as envelopes: one reply
+    is the body (an Error's status from its code, however it was pushed); several come back
+    as one container in the order they were pushed."""
+    from rony.core import C_Error, C_MessageContainer, C_Pong, decode_container, decode_envelope
+    from rony.core.errors import UnavailableError, http_status_of
+
+    from .conftest import declare_method
+
+    c_error_as_message = declare_method("HttpReplies", "ErrorAsMessage")
+    c_mixed = declare_method("HttpReplies", "Mixed")
+
+    async def error_as_message(ctx: RequestCtx) -> None:
+        err = UnavailableError("ITEM", "gone").to_message()
+        ctx.push_message(err, constructor=C_Error)
+
+    async def mixed(ctx: RequestCtx) -> None:
+        ctx.push_message(Pong(ID=1), constructor=C_Pong)  # bytes
+        ctx.push_error(AccessError("ITEM", "no"))  # an envelope
+        ctx.push_message(Pong(ID=3), constructor=C_Pong)
+
+    app = App("http-replies")
+    app.handle(c_error_as_message, error_as_message)
+    app.handle(c_mixed, mixed)
+    async with serve(app) as edge:
+        async with http.post(edge.url, data=req(c_error_as_message, Ping(), 4)) as r:
+            assert r.status == http_status_of("E02") != 200  # as push_error would give
+            env = decode_envelope(await r.read())
+            assert (env.RequestID, error_of(env).Code) == (4, "E02")
+        async with http.post(edge.url, data=req(c_mixed, Ping(), 5)) as r:
+            assert r.status == 200
+            env = decode_envelope(await r.read())
+        assert env.Constructor == C_MessageContainer
+        inner = decode_container(env).Envelopes
+        assert [e.Constructor for e in inner] == [C_Pong, C_Error, C_Pong]
+        assert [e.RequestID for e in inner] == [5, 5, 5]
+        denied = AccessError("ITEM", "no").code
+        assert (unwrap(inner[0], Pong).ID, error_of(inner[1]).Code, unwrap(inner[2], Pong).ID) == (
+            1,
+            denied,
+            3,
+        )
+
+
 async def test_push_to_another_connection_and_from_outside(
     test_app: App, http: aiohttp.ClientSession
 ) -> None:

@@ -223,10 +223,10 @@ class Dispatcher:
         task: asyncio.Task[Any],
         now: float,
     ) -> Coroutine[Any, Any, list[MessageEnvelope]]:
-        """``dispatch_bytes`` for one binary gateway frame of a persistent conn, whose task and
-        loop time the caller knows: the same work, without the keyword call and the two
-        steps between (the gateway calls this once per WebSocket frame). ``send_encoded``
-        writes an encoded envelope: the plain replies go there as bytes (see
+        """``dispatch_bytes`` for one binary gateway unit (a WebSocket frame, an HTTP body)
+        whose task and loop time the caller knows: the same work, without the keyword call
+        and the two steps between (the gateway calls this once per frame or request).
+        ``send_encoded`` takes an encoded envelope: the plain replies go there as bytes (see
         ``DispatchCtx.send_encoded``), the rest through ``reply``."""
         try:
             env = decode_envelope(data, self.settings.limits)

@@ -70,6 +70,7 @@ from rony.core import (
     container_envelope,
     decode_envelope,
     encode_envelope_json,
+    envelope_bytes,
     loop_clock,
     unwrap,
 )
@@ -151,6 +152,10 @@ class Gateway:
         self._trusted = parse_networks(settings.trusted_proxies)
         self._cors_plain: Mapping[str, str] = MappingProxyType(
             cors_headers(None, settings.cors_origins)
+        )
+        # The headers of a protobuf reply to a request without Origin (web.Response copies them).
+        self._proto_plain: Mapping[str, str] = MappingProxyType(
+            {**self._cors_plain, hdrs.CONTENT_TYPE: PROTOBUF}
         )
         self._conn_ids = itertools.count(1)
         self._runner: web.ServerRunner | None = None
@@ -392,16 +397,35 @@ class Gateway:
         conn = HttpConn(next(self._conn_ids), self, request)
         self._begin()
         try:
-            replies = await self.dispatcher.dispatch_bytes(
-                conn, body, json=json, task=request.task, now=self._clock()
-            )
+            if json:
+                replies: list[Any] = await self.dispatcher.dispatch_bytes(
+                    conn, body, json=True, task=request.task, now=self._clock()
+                )
+            else:
+                # As a WebSocket frame is dispatched: the plain replies come as their bytes
+                # (envelope_bytes), the others as envelopes, in the order they were sent.
+                replies = []
+                add = replies.append
+                await self.dispatcher.dispatch_frame(
+                    conn, body, add, add, request.task, self._clock()
+                )
         finally:
             self._end()
         if not replies:
             return web.Response(status=204, headers=cors)
         if len(replies) == 1:
-            return self._envelope_response(replies[0], json, cors)
-        return self._envelope_response(container_envelope(replies), json, cors, status=200)
+            only = replies[0]
+            if type(only) is bytes and not only.startswith(_ERROR_HEAD):
+                headers = (
+                    self._proto_plain
+                    if cors is self._cors_plain
+                    else {**cors, hdrs.CONTENT_TYPE: PROTOBUF}
+                )
+                return web.Response(body=only, headers=headers)
+        envs = [MessageEnvelope.FromString(r) if type(r) is bytes else r for r in replies]
+        if len(envs) == 1:
+            return self._envelope_response(envs[0], json, cors)
+        return self._envelope_response(container_envelope(envs), json, cors, status=200)
 
     # --- REST ---------------------------------------------------------------------------------
 
@@ -1012,6 +1036,11 @@ def _clear_cancel(task: asyncio.Task[Any]) -> None:
     """Forget the cancellation requests of a request that has ended (the worker goes on)."""
     while task.uncancel():
         pass
+
+
+# An encoded envelope starts with its Constructor (field 1, see envelope_bytes): one that
+# starts with these bytes is an Error (a varint is never a prefix of another varint).
+_ERROR_HEAD = envelope_bytes(C_Error, 0, b"")
 
 
 def _error_code(env: MessageEnvelope) -> str:
