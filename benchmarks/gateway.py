@@ -1,7 +1,7 @@
 """The gateway against its baselines, each measured in the same run.
 
-    hatch run bench:gateway [--seconds S] [--clients N] [--rounds R] [--warmup S] [--loaders L]
-                            [--only ws]
+    hatch run bench:gateway [--seconds S] [--block S] [--clients N] [--rounds R] [--warmup S]
+                            [--loaders L] [--only ws]
 
 Figures (ours / baseline / goal):
 
@@ -21,22 +21,28 @@ about as much CPU per call as a raw echo server). Each client sends one request 
 its reply (no pipelining). Ours and the baselines are driven by the same client code with the
 same request bytes (a ~64-byte Sample.Echo envelope; the raw servers echo it back, so replies
 are the same size): every reply is parsed as a MessageEnvelope and its constructor checked
-(EchoResponse from rony, the echoed SampleEcho from a raw server; gRPC replies likewise). The
-loaders connect first, then all start on one signal; calls/s = calls of all loaders / the
-longest loader's run. For the socket figures the server's own CPU time per call (from
-/proc/PID/stat over the run) is printed as well: on this 2-core shared machine the load
-processes, the server and other work compete for the cores, so calls/s ratios move with the
+(EchoResponse from rony, the echoed SampleEcho from a raw server; gRPC replies likewise).
+
+A figure and its baseline are measured in one run: each load process connects its clients to
+both servers, then, on one signal to all, loads them in turns of ``--block`` seconds (0.25)
+until each side had ``--seconds``. This machine is a shared 2-core VM whose speed changes from
+second to second; runs of a few seconds one after the other (the way this benchmark worked
+before) gave per-round ratios from 0.67 to 1.09 for the same code. calls/s of a side = its
+calls / the longest loader's time on that side. The server's own CPU time per call (from
+/proc/PID/stat over the run; a server waits idle while the other side is loaded) is printed
+too: load processes and server compete for the cores, so calls/s ratios move with the
 machine while server CPU µs/call (lower is better) is the steadier view of the server's own
-cost. Each server first serves ``--warmup`` seconds of each load, not measured. Each figure
-is the median of ``--rounds`` runs. A ratio is the median of the rounds'
-own ratios, each from a figure and its baseline run back to back (the baseline first in every
-other round), with their range in brackets; compare ratios, run twice.
+cost. Each server first serves ``--warmup`` seconds of each load, not measured. A ratio is
+the median of the rounds' own ratios (the side that goes first alternates between rounds),
+with their range in brackets; the calls/s shown are medians of the rounds. The gRPC
+baseline, 8x slower, runs alone.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import os
 import statistics
@@ -44,7 +50,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -162,20 +168,16 @@ def grpc_server() -> Server:
     return Server([sys.executable, "-c", GRPC_SERVER])
 
 
-async def run_clients(
-    n: int,
-    seconds: float,
-    make: Callable[[], Awaitable[Callable[[], Awaitable[None]]]],
-    go: Callable[[], Awaitable[None]],
-) -> tuple[int, float]:
-    """``n`` clients, each calling its op in a loop for ``seconds`` once ``go`` returns."""
-    ops = [await make() for _ in range(n)]
-    await go()
+Op = Callable[[], Awaitable[None]]
+Make = Callable[[], Awaitable[Op]]  # opens one client (a connection), gives its call
+
+
+async def run_block(ops: list[Op], end: float) -> tuple[int, float]:
+    """Every client calls its op in a loop until the loop's time ``end``; calls, seconds."""
     count = 0
     loop = asyncio.get_running_loop()
-    end = loop.time() + seconds
 
-    async def worker(op: Callable[[], Awaitable[None]]) -> None:
+    async def worker(op: Op) -> None:
         nonlocal count
         while loop.time() < end:
             await op()
@@ -206,10 +208,8 @@ def _expected(rony: bool) -> int:
     return C_EchoResponse if rony else C_SampleEcho
 
 
-Go = Callable[[], Awaitable[None]]
-
-
-async def ws_load(url: str, clients: int, seconds: float, rony: bool, go: Go) -> tuple[int, float]:
+@contextlib.asynccontextmanager
+async def ws_clients(url: str, rony: bool) -> AsyncIterator[Make]:
     import aiohttp
 
     from rony.core import MessageEnvelope
@@ -220,7 +220,7 @@ async def ws_load(url: str, clients: int, seconds: float, rony: bool, go: Go) ->
     async with aiohttp.ClientSession() as http:
         sockets: list[aiohttp.ClientWebSocketResponse] = []
 
-        async def make() -> Callable[[], Awaitable[None]]:
+        async def make() -> Op:
             ws = await http.ws_connect(url, compress=0)
             sockets.append(ws)
 
@@ -232,15 +232,14 @@ async def ws_load(url: str, clients: int, seconds: float, rony: bool, go: Go) ->
             return op
 
         try:
-            return await run_clients(clients, seconds, make, go)
+            yield make
         finally:
             for ws in sockets:
                 await ws.close()
 
 
-async def http_load(
-    url: str, clients: int, seconds: float, rony: bool, go: Go
-) -> tuple[int, float]:
+@contextlib.asynccontextmanager
+async def http_clients(url: str, rony: bool) -> AsyncIterator[Make]:
     import aiohttp
 
     from rony.core import MessageEnvelope
@@ -248,10 +247,9 @@ async def http_load(
     body = _echo_request()
     expect = _expected(rony)
     parse = MessageEnvelope.FromString
-    conn = aiohttp.TCPConnector(limit=clients)
-    async with aiohttp.ClientSession(connector=conn) as http:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
 
-        async def make() -> Callable[[], Awaitable[None]]:
+        async def make() -> Op:
             async def op() -> None:
                 async with http.post(url, data=body) as r:
                     data = await r.read()
@@ -259,12 +257,11 @@ async def http_load(
 
             return op
 
-        return await run_clients(clients, seconds, make, go)
+        yield make
 
 
-async def grpc_load(
-    url: str, clients: int, seconds: float, rony: bool, go: Go
-) -> tuple[int, float]:
+@contextlib.asynccontextmanager
+async def grpc_clients(url: str, rony: bool) -> AsyncIterator[Make]:
     import grpc
 
     from rony.core import MessageEnvelope
@@ -272,38 +269,61 @@ async def grpc_load(
     body = _echo_request()
     expect = _expected(False)
     parse = MessageEnvelope.FromString
-    target = url.removeprefix("http://")
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with grpc.aio.insecure_channel(url.removeprefix("http://")) as channel:
         call = channel.unary_unary("/bench.Echo/Echo")
         await channel.channel_ready()
 
-        async def make() -> Callable[[], Awaitable[None]]:
+        async def make() -> Op:
             async def op() -> None:
                 assert parse(await call(body)).Constructor == expect
 
             return op
 
-        return await run_clients(clients, seconds, make, go)
+        yield make
 
 
-LOADS = {"ws": ws_load, "http": http_load, "grpc": grpc_load}
+CLIENTS = {"ws": ws_clients, "http": http_clients, "grpc": grpc_clients}
+
+
+async def load(
+    sides: list[tuple[str, str, bool]], clients: int, seconds: float, block: float, go: Op
+) -> list[tuple[int, float]]:
+    """``clients`` clients on each side (kind, url, rony), all connected first; after ``go``
+    the sides take turns, ``block`` seconds each, until each had ``seconds``. Block ends are
+    set from the start (not from the previous block's end) so that the load processes, told
+    to go at once, switch together. Gives (calls, seconds) per side."""
+    async with contextlib.AsyncExitStack() as stack:
+        teams: list[list[Op]] = []
+        for kind, url, rony in sides:
+            make = await stack.enter_async_context(CLIENTS[kind](url, rony))
+            teams.append([await make() for _ in range(clients)])
+        await go()
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        blocks = max(1, round(seconds / block)) if len(sides) > 1 else 1
+        step = seconds / blocks
+        totals = [(0, 0.0)] * len(sides)
+        for i in range(blocks * len(sides)):
+            side = i % len(sides)
+            count, spent = await run_block(teams[side], t0 + (i + 1) * step)
+            totals[side] = (totals[side][0] + count, totals[side][1] + spent)
+        return totals
 
 
 def loader_main() -> None:
-    """A load process: reads ``KIND URL CLIENTS SECONDS RONY`` lines, connects, prints
-    ``ready``, waits for ``go``, runs, prints ``COUNT ELAPSED``."""
+    """A load process: reads ``CLIENTS SECONDS BLOCK KIND URL RONY [KIND URL RONY]`` lines,
+    connects, prints ``ready``, waits for ``go``, runs, prints ``COUNT SECONDS`` per side."""
     stdin = sys.stdin
     for line in stdin:
-        kind, url, clients, seconds, rony = line.split()
+        clients, seconds, block, *rest = line.split()
+        sides = [(rest[i], rest[i + 1], rest[i + 2] == "1") for i in range(0, len(rest), 3)]
 
         async def go() -> None:
             print("ready", flush=True)
             await asyncio.get_running_loop().run_in_executor(None, stdin.readline)
 
-        count, elapsed = asyncio.run(
-            LOADS[kind](url, int(clients), float(seconds), rony == "1", go)
-        )
-        print(f"{count} {elapsed}", flush=True)
+        totals = asyncio.run(load(sides, int(clients), float(seconds), float(block), go))
+        print(" ".join(f"{count} {spent}" for count, spent in totals), flush=True)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -328,34 +348,43 @@ class Loaders:
         ]
 
     def run(
-        self, kind: str, server: Server, clients: int, seconds: float, rony: bool
-    ) -> tuple[float, float]:
-        """calls/s of all loaders, and the server's CPU µs per call."""
+        self, sides: list[tuple[str, Server, bool]], clients: int, seconds: float, block: float
+    ) -> list[tuple[float, float]]:
+        """Load each side (kind, server, is rony) with ``clients`` clients split between the
+        load processes, the sides taking turns (see ``load``); per side, calls/s of all
+        loaders and the server's CPU µs per call (its CPU over the whole run: a server waits
+        idle while the other side is loaded)."""
         n = len(self.procs)
         shares = [clients // n + (1 if i < clients % n else 0) for i in range(n)]
         active = [(p, c) for p, c in zip(self.procs, shares, strict=True) if c]
+        spec = " ".join(f"{kind} {server.url} {int(rony)}" for kind, server, rony in sides)
         for p, c in active:
             assert p.stdin is not None
-            p.stdin.write(f"{kind} {server.url} {c} {seconds} {int(rony)}\n")
+            p.stdin.write(f"{c} {seconds} {block} {spec}\n")
             p.stdin.flush()
         for p, _ in active:
             assert p.stdout is not None
             line = p.stdout.readline()
             if line.strip() != "ready":
                 raise RuntimeError(f"load process failed: {line!r}")
-        cpu0 = cpu_seconds(server.proc.pid)
+        cpu0 = [cpu_seconds(server.proc.pid) for _, server, _ in sides]
         for p, _ in active:
             assert p.stdin is not None
             p.stdin.write("go\n")
             p.stdin.flush()
-        total, longest = 0, 0.0
+        totals = [0] * len(sides)
+        longest = [0.0] * len(sides)
         for p, _ in active:
             assert p.stdout is not None
-            count, elapsed = p.stdout.readline().split()
-            total += int(count)
-            longest = max(longest, float(elapsed))
-        cpu = cpu_seconds(server.proc.pid) - cpu0
-        return total / longest, cpu / total * 1e6
+            fields = p.stdout.readline().split()
+            for i in range(len(sides)):
+                totals[i] += int(fields[2 * i])
+                longest[i] = max(longest[i], float(fields[2 * i + 1]))
+        out = []
+        for i, (_, server, _) in enumerate(sides):
+            cpu = cpu_seconds(server.proc.pid) - cpu0[i]
+            out.append((totals[i] / longest[i], cpu / totals[i] * 1e6))
+        return out
 
     def close(self) -> None:
         for p in self.procs:
@@ -447,6 +476,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=2.5)
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--block", type=float, default=0.25, help="seconds per turn of a pair")
     ap.add_argument("--warmup", type=float, default=1.0, help="seconds of unmeasured load first")
     ap.add_argument("--loaders", type=int, default=2, help="load processes (clients split)")
     ap.add_argument("--number", type=int, default=50_000)
@@ -456,8 +486,8 @@ def main() -> None:
     )  # fmt: skip
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.clients} clients "
-          f"from {args.loaders} load processes, {args.seconds}s per run, "
-          f"median of {args.rounds}", flush=True)  # fmt: skip
+          f"from {args.loaders} load processes, {args.seconds}s per side per round in turns "
+          f"of {args.block}s, median of {args.rounds} rounds", flush=True)  # fmt: skip
 
     loaders = Loaders(args.loaders)
     with tempfile.TemporaryDirectory() as tmp:
@@ -468,7 +498,12 @@ def main() -> None:
             names = ("ws_ours", "ws_raw", "http_ours", "http_raw", "grpc")
             rate: dict[str, list[float]] = {k: [] for k in names}
             cpu: dict[str, list[float]] = {k: [] for k in names}
-            c, sec = args.clients, args.seconds
+            c, sec, blk = args.clients, args.seconds, args.block
+            wanted = {
+                "ws": not args.only or "ws" in args.only or "grpc" in args.only,
+                "http": not args.only or "http" in args.only,
+                "grpc": not args.only or "grpc" in args.only,
+            }
             # One unmeasured run per server and load first: a fresh process's first seconds
             # (its first connections, lazy imports and caches, the heap growing) measured
             # 0.68x where the rounds after it gave 0.81-1.05x.
@@ -480,28 +515,36 @@ def main() -> None:
                     ("http", raw, False),
                     ("grpc", grpc_srv, False),
                 ):
-                    if not args.only or kind in args.only or (kind == "ws" and "grpc" in args.only):
-                        loaders.run(kind, server, c, args.warmup, is_rony)
+                    if wanted[kind]:
+                        loaders.run([(kind, server, is_rony)], c, args.warmup, blk)
             for rnd in range(args.rounds):
-                # Each figure and its baseline run back to back, the baseline first in every
-                # other round, so a drift of the machine's speed falls on both alike.
-                ws = [("ws_ours", "ws", rony, True), ("ws_raw", "ws", raw, False)]
-                http = [("http_ours", "http", rony, True), ("http_raw", "http", raw, False)]
-                if rnd % 2:
-                    ws.reverse()
-                    http.reverse()
-                for name, kind, server, is_rony in [*ws, *http, ("grpc", "grpc", grpc_srv, False)]:
-                    if (
-                        args.only
-                        and kind not in args.only
-                        and not (name == "ws_ours" and "grpc" in args.only)
-                    ):
-                        rate[name].append(float("nan"))
-                        cpu[name].append(float("nan"))
+                # A figure and its baseline share a run: the loaders hold clients of both and
+                # load them in turns of --block seconds, so the machine's changing speed falls
+                # on both alike. The side that goes first alternates between rounds.
+                for kind, ours_name, base_name in (
+                    ("ws", "ws_ours", "ws_raw"),
+                    ("http", "http_ours", "http_raw"),
+                ):
+                    if not wanted[kind]:
+                        for name in (ours_name, base_name):
+                            rate[name].append(float("nan"))
+                            cpu[name].append(float("nan"))
                         continue
-                    r, u = loaders.run(kind, server, c, sec, is_rony)
-                    rate[name].append(r)
-                    cpu[name].append(u)
+                    sides = [(kind, rony, True), (kind, raw, False)]
+                    if rnd % 2:
+                        sides.reverse()
+                    results = dict(
+                        zip((s[1] for s in sides), loaders.run(sides, c, sec, blk), strict=True)
+                    )
+                    for name, server in ((ours_name, rony), (base_name, raw)):
+                        rate[name].append(results[server][0])
+                        cpu[name].append(results[server][1])
+                if wanted["grpc"]:  # (a ratio of 8x or more: one side at a time is enough)
+                    ((r, u),) = loaders.run([("grpc", grpc_srv, False)], c, sec, blk)
+                else:
+                    r = u = float("nan")
+                rate["grpc"].append(r)
+                cpu["grpc"].append(u)
             med = statistics.median
             for title, ours, base, goal in (
                 ("WS RPC (calls/s)", "ws_ours", "ws_raw", ">= 0.8x"),
