@@ -80,6 +80,32 @@ async def test_hooks_and_context_manager(tmp_path: object) -> None:
         await edge.start()
 
 
+async def test_a_gateway_failing_to_stop_still_runs_the_shutdown_hooks(tmp_path: object) -> None:
+    app = App("hooks")
+    calls: list[str] = []
+
+    @app.on_shutdown
+    async def down(edge: Edge) -> None:
+        calls.append("down")
+
+    edge = Edge(app, data_dir=str(tmp_path))
+    await edge.start()
+    assert edge.gateway is not None
+    assert edge.store is not None
+    real_stop = edge.gateway.stop
+
+    async def broken_stop(grace: float) -> None:  # fault injected into one layer
+        await real_stop(grace)
+        raise RuntimeError("gateway stop failed")
+
+    edge.gateway.stop = broken_stop  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="gateway stop failed"):
+        await edge.stop()
+    assert calls == ["down"]
+    assert not edge.running
+    assert edge.store.store.closed
+
+
 async def test_stop_refuses_a_negative_or_nan_grace(test_app: App, tmp_path: object) -> None:
     edge = Edge(test_app, data_dir=str(tmp_path))
     await edge.start()

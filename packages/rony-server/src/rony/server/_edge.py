@@ -281,13 +281,19 @@ class Edge:
         self._state = "stopping"
         grace = self.settings.shutdown_grace if grace is None else grace
         try:
+            failed: Exception | None = None
             if self.gateway is not None:
-                await self.gateway.stop(grace)
+                try:
+                    await self.gateway.stop(grace)
+                except Exception as exc:  # the app's shutdown hooks still run; raised after
+                    failed = exc
             for hook in self.app.shutdown_hooks:
                 try:
                     await hook(self)
                 except Exception:
                     log.exception("shutdown hook %r failed", hook)
+            if failed is not None:
+                raise failed
         finally:
             try:
                 if self.store is not None:
