@@ -30,7 +30,8 @@ the dispatcher one received unit: raw bytes (``dispatch_bytes``) or a decoded en
 
 Replies reach the client through ``DispatchCtx.deliver``: at once through ``reply`` on a
 persistent conn (one frame each, as Go Rony), buffered otherwise; ``dispatch`` returns the
-buffer for the caller (HTTP, REST, tunnel) to write.
+buffer for the caller (REST, tunnel) to write. The gateway's HTTP RPC keeps its own buffer: it
+passes ``reply`` and ``send_encoded`` that append to a list it writes when the dispatch is done.
 
 Builtins skip the app's pre- and post-handlers: Go Rony meant to (``ho.builtin``) but never
 called ``setBuiltin()``, so an auth middleware also blocked ``GetNodes``, which clients call
