@@ -366,9 +366,18 @@ class Gateway:
         else:
             body = env.SerializeToString()
             ctype = PROTOBUF
+        return self._body_response(body, ctype, cors, status)
+
+    def _body_response(
+        self, body: bytes, ctype: str, cors: Mapping[str, str], status: int = 200
+    ) -> web.Response:
         # Content-Type given as a header: the same header as the content_type setter writes,
         # without its parse-and-rebuild.
-        return web.Response(body=body, status=status, headers={**cors, hdrs.CONTENT_TYPE: ctype})
+        if ctype == PROTOBUF and cors is self._cors_plain:
+            headers = self._proto_plain  # (the usual reply's: built once)
+        else:
+            headers = {**cors, hdrs.CONTENT_TYPE: ctype}
+        return web.Response(body=body, status=status, headers=headers)
 
     # --- RPC over HTTP ------------------------------------------------------------------------
 
@@ -416,12 +425,7 @@ class Gateway:
         if len(replies) == 1:
             only = replies[0]
             if type(only) is bytes and not only.startswith(_ERROR_HEAD):
-                headers = (
-                    self._proto_plain
-                    if cors is self._cors_plain
-                    else {**cors, hdrs.CONTENT_TYPE: PROTOBUF}
-                )
-                return web.Response(body=only, headers=headers)
+                return self._body_response(only, PROTOBUF, cors)
         envs = [MessageEnvelope.FromString(r) if type(r) is bytes else r for r in replies]
         if len(envs) == 1:
             return self._envelope_response(envs[0], json, cors)
