@@ -122,9 +122,9 @@ def test_decode_frame_unpacks_containers_and_types_failures() -> None:
         decode_frame(broken.SerializeToString(), Limits())
     with pytest.raises(errors.FrameTooLarge):
         decode_frame(b"x" * 65, Limits(max_message_size=64))
-    # past Limits.unchecked_size the checked decoder reads it: same envelopes, same errors
+    # past Limits._unchecked_size the checked decoder reads it: same envelopes, same errors
     long = MessageEnvelope(Constructor=C_Pong, RequestID=7, Message=b"m" * 300)
-    assert len(long.SerializeToString()) > Limits().unchecked_size
+    assert len(long.SerializeToString()) > Limits()._unchecked_size
     assert decode_frame(long.SerializeToString(), Limits()) == [long]
     assert decode_frame(bytearray(a.SerializeToString()), Limits()) == [a]
     with pytest.raises(errors.DecodeError):

@@ -319,8 +319,7 @@ class AsyncClient:
         (learned with ``discover``, asked for automatically when unknown). ``idempotent=True``
         lets the client re-send it after the connection dropped with the request written.
         """
-        if self._closed:
-            raise ClientClosed("the client is closed")
+        self._check_open()
         loop = self._running_loop()
         core = self._core
         now = self._clock()
@@ -334,27 +333,30 @@ class AsyncClient:
                 url is not None
                 and (link := self._links.get(url)) is not None
                 and (conn := link.conn) is not None
-                and (wait := timeout if timeout is not None else core.default_deadline) > 0
+                and (deadline := core.deadline(now, timeout)) > now
             ):
-                deadline = now + wait
+                wait = deadline - now
                 rid, frame = core.call_frame(constructor, message)
                 rt = core.request_timeout
+                failed: ClientError | None = None
                 try:
                     reply = await self._ws_attempt(
                         link, conn, rid, frame, now + (rt if rt < wait else wait), loop
                     )
                 except ClientError as err:
-                    ex = Exchange(core, frame, (rid,), deadline=deadline, idempotent=idempotent)
-                    ex.url = url
-                    self._failed(ex, err)
-                    reply = await self._drive_one(ex, loop)
+                    failed = err
                 else:
-                    if reply.Constructor == C_Redirect and core.follow_redirects:
-                        ex = Exchange(core, frame, (rid,), deadline=deadline, idempotent=idempotent)
-                        ex.url = url
-                        ex.on_reply(reply, self._clock())
-                        reply = await self._drive_one(ex, loop)
-                return reply_message(reply, response_class)
+                    if reply.Constructor != C_Redirect or not core.follow_redirects:
+                        return reply_message(reply, response_class)
+                # The exchange takes over where the first attempt left it (next() would have
+                # picked the same url for it).
+                ex = Exchange(core, frame, (rid,), deadline=deadline, idempotent=idempotent)
+                ex.url = url
+                if failed is not None:
+                    self._failed(ex, failed)
+                else:
+                    ex.on_reply(reply, self._clock())
+                return reply_message(await self._drive_one(ex, loop), response_class)
         ex = core.call_exchange(
             constructor,
             message,
@@ -421,7 +423,6 @@ class AsyncClient:
     async def _route_to(self, replica_set: int | None, ex: Exchange) -> None:
         if replica_set is not None and not self._core.routing.knows(replica_set):
             # within the call's deadline; running out raises RequestTimeout like the call would
-            self._running_loop()
             remaining = ex.deadline - self._clock()
             await self.discover([replica_set], timeout=max(remaining, 0.0))
 

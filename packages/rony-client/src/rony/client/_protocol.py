@@ -175,25 +175,19 @@ def decode_frame(
     """
     if not data:
         return []  # an HTTP 204 (the handler pushed nothing), or an empty frame
-    if type(data) is bytes and len(data) <= limits.unchecked_size:
-        # The usual reply, short: within every limit, so parsed without decode_envelope's checks.
-        try:
-            env = MessageEnvelope.FromString(data)
-        except Exception as exc:  # protobuf's DecodeError
-            raise DecodeError(f"reply does not decode: {exc}") from None
-    else:
+    try:
+        if isinstance(data, str):
+            env = decode_envelope_json(data, limits)
+        else:
+            env = decode_envelope(data, limits)
+    except errors.RonyError as exc:
+        # (both decoders check the size before parsing: an oversized frame is not parsed)
         if len(data) > limits.max_message_size:
             raise FrameTooLarge(
                 f"received {len(data)} bytes; max_message_size is {limits.max_message_size}",
                 written=True,
-            )
-        try:
-            if isinstance(data, str):
-                env = decode_envelope_json(data, limits)
-            else:
-                env = decode_envelope(data, limits)
-        except errors.RonyError as exc:
-            raise DecodeError(f"reply does not decode: {exc.description or exc}") from None
+            ) from None
+        raise DecodeError(f"reply does not decode: {exc.description or exc}") from None
     if env.Constructor != C_MessageContainer:
         return [env]
     container = MessageContainer()
@@ -371,11 +365,7 @@ class Routing:
     def direct(self) -> str | None:
         """Where a request with no replica set of its own goes when there is nothing to decide
         (no URL penalised): what ``pick(None, now)`` gives then; None otherwise."""
-        if self._penalty:
-            return None
-        rs = self.session_replica_set
-        urls = self.edges.get(rs) if rs is not None else None
-        return urls[0] if urls else self.seeds[0]
+        return None if self._penalty else self.candidates(None)[0]
 
     def pick(self, replica_set: int | None, now: float) -> tuple[str, float]:
         """The URL to use and how long to wait first (>0 only when all are penalised)."""
@@ -616,7 +606,7 @@ class ClientCore:
         self._headers = [KeyValue(Key=k, Value=v) for k, v in s.headers.items()]
         self._auth = s.auth
         self._max_size = s.max_message_size
-        self.default_deadline = s.effective_deadline  # (frozen settings)
+        self._deadline = s.effective_deadline
         # Auth (field 8) and Header (field 10) of every request, serialised once.
         self._tail = MessageEnvelope(Auth=s.auth, Header=self._headers).SerializeToString()
 
@@ -658,11 +648,13 @@ class ClientCore:
             env.Header.extend(kv for kv in self._headers if kv.Key not in have)
 
     def encode(self, env: MessageEnvelope) -> bytes:
-        frame = env.SerializeToString()
-        if len(frame) > self.limits.max_message_size:
+        return self._within_limit(env.SerializeToString())
+
+    def _within_limit(self, frame: bytes) -> bytes:
+        """``frame``, or ``FrameTooLarge`` (nothing written) when it is over max_message_size."""
+        if len(frame) > self._max_size:
             raise FrameTooLarge(
-                f"request is {len(frame)} bytes; max_message_size is "
-                f"{self.limits.max_message_size}",
+                f"request is {len(frame)} bytes; max_message_size is {self._max_size}",
                 written=False,
             )
         return frame
@@ -719,17 +711,13 @@ class ClientCore:
         """A fresh request id and the frame of ``message`` under it (no per-call header),
         or ``FrameTooLarge``."""
         rid = self.ids.next()
-        frame = self.request_frame(constructor, rid, message.SerializeToString())
-        if len(frame) > self._max_size:
-            raise FrameTooLarge(
-                f"request is {len(frame)} bytes; max_message_size is {self._max_size}",
-                written=False,
-            )
-        return rid, frame
+        return rid, self._within_limit(
+            self.request_frame(constructor, rid, message.SerializeToString())
+        )
 
     def deadline(self, now: float, timeout: float | None) -> float:
         """When a call made at ``now`` gives up: ``timeout`` or the settings' deadline."""
-        return now + (timeout if timeout is not None else self.default_deadline)
+        return now + (timeout if timeout is not None else self._deadline)
 
     def request_frame(self, constructor: int, request_id: int, payload: bytes) -> bytes:
         """The bytes of ``MessageEnvelope(Constructor, RequestID, Message=payload)`` plus the
@@ -821,15 +809,6 @@ def reply_message(env: MessageEnvelope, response_class: type[Message] | None = N
     """The payload of a reply: an ``Error`` raises its ``RonyError`` class; a class mismatch
     raises ``UnexpectedResponse``; a payload that does not decode raises ``DecodeError``."""
     constructor = env.Constructor
-    if (
-        response_class is not None
-        and constructor == _constructor_of.get(response_class)  # (never C_Error, see below)
-        and not env.JsonEncoded
-    ):
-        try:  # the usual reply, first
-            return response_class.FromString(env.Message)
-        except Exception as exc:  # protobuf's DecodeError
-            raise DecodeError(f"reply payload does not decode: {exc}") from None
     if constructor == C_Error:
         try:
             err = unwrap(env, ErrorMessage)
@@ -840,9 +819,7 @@ def reply_message(env: MessageEnvelope, response_class: type[Message] | None = N
     if response_class is not None:
         expected = _constructor_of.get(response_class)
         if expected is None:
-            expected = registry.register_message(response_class)
-            if expected != C_Error:  # an Error reply always raises, whatever the caller expects
-                _constructor_of[response_class] = expected
+            expected = _constructor_of[response_class] = registry.register_message(response_class)
         if constructor != expected:
             name = registry.name_of(constructor) or str(constructor)
             raise UnexpectedResponse(

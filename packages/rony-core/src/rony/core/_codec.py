@@ -65,16 +65,14 @@ class Limits:
         Go Rony's fasthttp body limit.
     max_container_length: envelopes in one MessageContainer. Default 1024.
     max_header_count: Header entries in one envelope. Default 64.
-
-    unchecked_size (derived, not an argument): an envelope of at most this many bytes is within
-    every limit without counting (each Header entry takes >= 2 bytes on the wire), so a
-    decoder may parse it without the checks.
     """
 
     max_message_size: int = 4 * 1024 * 1024
     max_container_length: int = 1024
     max_header_count: int = 64
-    unchecked_size: int = field(init=False, repr=False, compare=False)
+    # Derived: an envelope of at most this many bytes is within every limit without counting
+    # (each Header entry takes >= 2 bytes on the wire), so decode_envelope skips the checks.
+    _unchecked_size: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in ("max_message_size", "max_container_length", "max_header_count"):
@@ -82,7 +80,7 @@ class Limits:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"Limits.{name} must be an int >= 1, not {value!r}")
         small = min(self.max_message_size, 2 * self.max_header_count + 1)
-        object.__setattr__(self, "unchecked_size", small)
+        object.__setattr__(self, "_unchecked_size", small)
 
 
 DEFAULT_LIMITS = Limits()
@@ -124,8 +122,8 @@ def decode_envelope(
     data: bytes | bytearray | memoryview, limits: Limits = DEFAULT_LIMITS
 ) -> MessageEnvelope:
     """Bytes -> MessageEnvelope, or ``MalformedError``."""
-    if type(data) is bytes and len(data) <= limits.unchecked_size:
-        # The hot path: a short envelope cannot break a limit (see Limits.unchecked_size).
+    if type(data) is bytes and len(data) <= limits._unchecked_size:
+        # The hot path: a short envelope cannot break a limit (see Limits._unchecked_size).
         try:
             return MessageEnvelope.FromString(data)  # (cheaper than new + ParseFromString)
         except Exception as exc:  # upb raises DecodeError; be total on hostile bytes.
