@@ -1,0 +1,1 @@
+"""rony.server.cluster: gossip membership (SWIM + Lifeguard over gRPC) and the cluster CA."""
