@@ -108,7 +108,7 @@ class Edge:
         base = settings if settings is not None else EdgeSettings()
         self.app = app
         self.settings: EdgeSettings = base.replace(**overrides) if overrides else base
-        self.store: AsyncStore | None = None  # opened by start() in settings.data_dir
+        self._store: AsyncStore | None = None  # opened by start() in settings.data_dir
         self.cluster: Any = None  # slot for the cluster (next issue)
         self.tunnel: Any = None  # slot for the tunnel (next issue)
         self.gateway: Gateway | None = None
@@ -193,6 +193,18 @@ class Edge:
         """
         return self.gateway is not None and self.gateway.push(conn_id, env)
 
+    @property
+    def store(self) -> AsyncStore:
+        """The node's store, opened by ``start()`` in ``settings.data_dir``.
+
+        Typed without ``None`` so a handler's ``edge_of(ctx).store.get(...)`` passes mypy
+        --strict; before ``start()`` it raises RuntimeError. After ``stop()`` it is the closed
+        store (its calls raise rony.store's closed error).
+        """
+        if self._store is None:
+            raise RuntimeError(f"the store of {self!r} is not open: await edge.start() first")
+        return self._store
+
     # --- lifecycle ----------------------------------------------------------------------------
 
     @property
@@ -215,7 +227,7 @@ class Edge:
             self._terminated = asyncio.Event()
             s = self.settings
             try:
-                self.store = await _open_store(Path(s.data_dir))
+                self._store = await _open_store(Path(s.data_dir))
                 for hook in self.app.startup_hooks:
                     await hook(self)
                 if serve_gateway:
@@ -252,9 +264,9 @@ class Edge:
                 except Exception:
                     log.exception("failed start: stopping the gateway failed")
         finally:  # also when cancelled: the store's LMDB env and threads must not leak
-            if self.store is not None:
+            if self._store is not None:
                 try:
-                    await self.store.close()
+                    await self._store.close()
                 except Exception:
                     log.exception("failed start: closing the store failed")
 
@@ -296,8 +308,8 @@ class Edge:
                 raise failed
         finally:
             try:
-                if self.store is not None:
-                    await self.store.close()
+                if self._store is not None:
+                    await self._store.close()
             finally:
                 self._state = "stopped"
                 if self._terminated is not None:
