@@ -41,7 +41,7 @@ class Subcommand:
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
 
-_PLUGIN_MODULES = ("rony.server.codegen.cli",)
+_PLUGIN_MODULES = ("rony.server.codegen.cli", "rony.server.cluster.cli")
 
 
 def register(cmd: Subcommand) -> None:
@@ -99,6 +99,39 @@ def _configure_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--log-level", default="INFO", type=_log_level, help="logging level (default INFO)"
     )
+    c = p.add_argument_group("cluster (optional; see `rony ca` for the certificates)")
+    c.add_argument("--gossip", metavar="HOST:PORT", help="gossip address: runs the cluster")
+    c.add_argument(
+        "--join",
+        metavar="HOST:PORT",
+        action="append",
+        help="a seed's gossip address (repeatable; retried with back-off until one answers)",
+    )
+    c.add_argument(
+        "--advertise", metavar="HOST", help="host other nodes and clients are given (containers)"
+    )
+    c.add_argument("--tls-ca", metavar="FILE", help="the cluster CA certificate (PEM)")
+    c.add_argument("--tls-cert", metavar="FILE", help="this node's certificate (PEM)")
+    c.add_argument("--tls-key", metavar="FILE", help="this node's private key (PEM)")
+    c.add_argument(
+        "--insecure-cluster",
+        action="store_true",
+        default=None,
+        help="run the cluster without TLS (never in production)",
+    )
+
+
+def _cluster_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if args.gossip:
+        out["gossip_host"], out["gossip_port"] = parse_hostport(args.gossip)
+    if args.join:
+        out["join"] = tuple(args.join)
+    for flag in ("advertise", "tls_ca", "tls_cert", "tls_key", "insecure_cluster"):
+        value = getattr(args, flag)
+        if value is not None:
+            out["advertise_host" if flag == "advertise" else flag] = value
+    return out
 
 
 def _grace(text: str) -> float:
@@ -135,6 +168,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     if args.replica_set is not None:
         overrides["replica_set"] = args.replica_set
     try:
+        overrides.update(_cluster_overrides(args))
         target = resolve_target(args.target)
         if isinstance(target, Edge):
             settings = load_settings(
