@@ -185,8 +185,8 @@ async def test_http_bad_and_empty_bodies_get_400_error(http: aiohttp.ClientSessi
                 assert r.status == 400
                 err = error_of(decode_envelope(await r.read()))
                 assert (err.Code, err.Items) == ("E01", "REQUEST")
-        async with http.get(edge.url + "/") as r:  # GET / with no body: also an E01 reply
-            assert r.status == 400
+        async with http.get(edge.url + "/") as r:  # no RPC (not a POST): 404, JSON
+            assert r.status == 404
 
 
 async def test_http_error_reply_status_from_code(http: aiohttp.ClientSession) -> None:

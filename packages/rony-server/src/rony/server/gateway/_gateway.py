@@ -10,7 +10,9 @@ Every request goes through ``_handle``:
    (for proxies that strip ``Connection``), as Go Rony;
 4. ``GET health_path`` -> 200;
 5. a REST route (method + path) -> the REST flow (``_rest.py``);
-6. anything else is RPC over HTTP: the body is one envelope, the reply body is one envelope.
+6. a POST is RPC over HTTP (on any path): the body is one envelope, the reply one envelope;
+7. anything else: a GET/HEAD of an unknown path -> 404, another verb -> 405 (Allow: POST and
+   the path's REST verbs), the body an Error as JSON.
 
 WebSocket: binary frames are protobuf envelopes, text frames Go Rony's JSON envelopes (when
 ``json_enabled``; the reply to a text frame is a text frame). A few worker tasks per
@@ -74,7 +76,13 @@ from rony.core import (
     loop_clock,
     unwrap,
 )
-from rony.core.errors import BusyError, MalformedError, RonyError, http_status_of
+from rony.core.errors import (
+    BusyError,
+    MalformedError,
+    RonyError,
+    UnavailableError,
+    http_status_of,
+)
 from rony.server._app import RestRoute
 from rony.server._dispatch import Dispatcher, error_envelope
 from rony.server._settings import EdgeSettings
@@ -300,7 +308,36 @@ class Gateway:
             match = self.router.match(method, split_path(request.rel_url.raw_path))
             if match is not None:
                 return await self._rest(request, match[0], match[1], cors)
+        if method != hdrs.METH_POST:
+            return self._not_rpc(request, cors)
         return await self._rpc(request, cors)
+
+    def _not_rpc(self, request: web.BaseRequest, cors: Mapping[str, str]) -> web.Response:
+        """A request that is neither RPC (a POST) nor a REST route: 404 or 405, JSON.
+
+        A GET of an unknown path is a 404; another verb is a 405 whose Allow lists POST (RPC is
+        served on every path) and the verbs of the REST routes matching the path. The body is
+        an Error as JSON, like a REST error's, so a browser or curl reads why.
+        """
+        method = request.method.upper()
+        segments = split_path(request.rel_url.raw_path)
+        allowed = sorted(
+            {hdrs.METH_POST}
+            | {m for m in self._rest_methods if self.router.match(m, segments) is not None}
+        )
+        where = f"{method} {request.path}"
+        err: RonyError
+        if method in (hdrs.METH_GET, hdrs.METH_HEAD) and allowed == [hdrs.METH_POST]:
+            status = 404
+            err = UnavailableError(
+                "ROUTE", f"no route {where}; RPC is a POST of one MessageEnvelope on any path"
+            )
+        else:
+            status = 405
+            err = MalformedError("METHOD", f"{where} is not served; allowed: {', '.join(allowed)}")
+        out = error_response(err)
+        headers = {**cors, **out.headers, hdrs.ALLOW: ", ".join(allowed)}
+        return web.Response(body=out.body, status=status, headers=headers)
 
     def request_values(self, request: web.BaseRequest) -> dict[str, Any]:
         """A conn's values from its request: the headers (canonical names), then the query."""
