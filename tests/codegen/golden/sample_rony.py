@@ -69,6 +69,12 @@ def register_sample(app: App | Edge, impl: SampleBase, *pre_handlers: Handler) -
         req = ctx.message(EchoRequest)
         res = await impl.echo(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, EchoResponse):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.echo() "
+                    f"returned {res!r:.80}; it must return "
+                    "an EchoResponse (or raise a RonyError)"
+                )
             ctx.push_message(res, constructor=C_EchoResponse)
 
     target.handle(

@@ -86,6 +86,12 @@ def register_calc(app: App | Edge, impl: CalcBase, *pre_handlers: Handler) -> No
         req = ctx.message(CalcOperands)
         res = await impl.add(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, CalcResult):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.add() "
+                    f"returned {res!r:.80}; it must return "
+                    "a CalcResult (or raise a RonyError)"
+                )
             ctx.push_message(res, constructor=C_CalcResult)
 
     target.handle(
@@ -103,6 +109,12 @@ def register_calc(app: App | Edge, impl: CalcBase, *pre_handlers: Handler) -> No
         req = ctx.message(CalcOperands)
         res = await impl.div(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, CalcResult):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.div() "
+                    f"returned {res!r:.80}; it must return "
+                    "a CalcResult (or raise a RonyError)"
+                )
             ctx.push_message(res, constructor=C_CalcResult)
 
     target.handle(
@@ -127,6 +139,12 @@ def register_calc(app: App | Edge, impl: CalcBase, *pre_handlers: Handler) -> No
         req = ctx.message(CalcOperands)
         res = await impl.reset(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, CalcResult):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.reset() "
+                    f"returned {res!r:.80}; it must return "
+                    "a CalcResult (or raise a RonyError)"
+                )
             ctx.push_message(res, constructor=C_CalcResult)
 
     target.handle(

@@ -138,6 +138,12 @@ def register_store(app: App | Edge, impl: StoreBase, *pre_handlers: Handler) -> 
         req = ctx.message(Empty)
         res = await impl.get_http_status(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, Status):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.get_http_status() "
+                    f"returned {res!r:.80}; it must return "
+                    "a Status (or raise a RonyError)"
+                )
             ctx.push_message(res, constructor=C_Status)
 
     target.handle(
@@ -154,6 +160,12 @@ def register_store(app: App | Edge, impl: StoreBase, *pre_handlers: Handler) -> 
         req = ctx.message(Item)
         res = await impl.import_(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, Item):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.import_() "
+                    f"returned {res!r:.80}; it must return "
+                    "an Item (or raise a RonyError)"
+                )
             ctx.push_message(res, constructor=C_Item)
 
     target.handle(
@@ -171,6 +183,12 @@ def register_store(app: App | Edge, impl: StoreBase, *pre_handlers: Handler) -> 
         req = ctx.message(ListRequest)
         res = await impl.list(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, ListRequest.Result):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.list() "
+                    f"returned {res!r:.80}; it must return "
+                    "a Result (or raise a RonyError)"
+                )
             ctx.push_message(res)
 
     target.handle(
@@ -195,6 +213,12 @@ def register_store(app: App | Edge, impl: StoreBase, *pre_handlers: Handler) -> 
         req = ctx.message(Empty)
         res = await impl.reset(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, Empty):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.reset() "
+                    f"returned {res!r:.80}; it must return "
+                    "an Empty (or raise a RonyError)"
+                )
             ctx.push_message(res)
 
     target.handle(
@@ -211,6 +235,12 @@ def register_store(app: App | Edge, impl: StoreBase, *pre_handlers: Handler) -> 
         req = ctx.message(Client_)
         res = await impl.check(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, Mapping_):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.check() "
+                    f"returned {res!r:.80}; it must return "
+                    "a Mapping (or raise a RonyError)"
+                )
             ctx.push_message(res, constructor=C_Mapping)
 
     target.handle(
@@ -227,6 +257,12 @@ def register_store(app: App | Edge, impl: StoreBase, *pre_handlers: Handler) -> 
         req = ctx.message(Page)
         res = await impl.page_of(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, Page):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.page_of() "
+                    f"returned {res!r:.80}; it must return "
+                    "a Page (or raise a RonyError)"
+                )
             ctx.push_message(res)
 
     target.handle(
@@ -449,6 +485,12 @@ def register_admin(app: App | Edge, impl: AdminBase, *pre_handlers: Handler) -> 
         req = ctx.message(Item)
         res = await impl.drop(ctx, req)
         if not ctx.stopped:
+            if not isinstance(res, Empty):
+                raise TypeError(
+                    f"{type(impl).__qualname__}.drop() "
+                    f"returned {res!r:.80}; it must return "
+                    "an Empty (or raise a RonyError)"
+                )
             ctx.push_message(res)
 
     target.handle(

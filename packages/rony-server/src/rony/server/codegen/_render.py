@@ -213,6 +213,17 @@ def _handler(s: ServiceModel, m: MethodModel, imp: _Imports, known: set[str]) ->
         f"        res = await impl.{m.py_name}(ctx, req)",
         "        if not ctx.stopped:",
     ]
+    # A method that returns None (a forgotten ``return``) or another message would fail inside
+    # rony.core's push_message; say which method returned what instead.
+    out += _call("            if not ", "isinstance", ["res", imp.name(m.output)], ":")
+    article = "an" if m.output.name[:1].lower() in "aeiou" else "a"
+    out += [
+        "                raise TypeError(",
+        f'                    f"{{type(impl).__qualname__}}.{m.py_name}() "',
+        '                    f"returned {res!r:.80}; it must return "',
+        f'                    "{article} {m.output.name} (or raise a RonyError)"',
+        "                )",
+    ]
     # The output's id is a constant here when this file defines it; else rony.core derives it.
     const = f"C_{m.output.name}" if m.output.full_name in known else None
     if const is not None:
