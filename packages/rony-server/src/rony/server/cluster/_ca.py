@@ -16,7 +16,10 @@ with a wider mode, not even for an instant). No file is ever overwritten: re-iss
 means deleting its two files first, on purpose. Each file is written to a temporary name in
 the same folder and renamed into place, so a crash never leaves half a key behind.
 
-Key types: ``"ec"`` (ECDSA P-256, the default, accepted everywhere) and ``"ed25519"``.
+Key types: ``"ec"`` (ECDSA P-256, the default) and ``"ed25519"``. Use EC for a cluster: gRPC's
+TLS (BoringSSL, grpcio 1.85) does not offer Ed25519 signatures, so a gossip handshake with an
+Ed25519 certificate fails with NO_COMMON_SIGNATURE_ALGORITHMS (a test pins this fact). Ed25519
+stays for tools that accept it; ``load_tls`` and ``verify_peer`` handle both.
 
 ``TLSFiles.verify_peer`` uses ``cryptography.x509.verification`` where it can. That verifier
 follows the Web PKI profile, which forbids Ed25519 keys; for a chain with an Ed25519 key the

@@ -64,7 +64,10 @@ def _configure(p: argparse.ArgumentParser) -> None:
 
 def _key_type(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--key-type", choices=KEY_TYPES, default="ec", help="ec (P-256, default) or ed25519"
+        "--key-type",
+        choices=KEY_TYPES,
+        default="ec",
+        help="ec (P-256, default; what gRPC needs) or ed25519 (gRPC's TLS refuses it)",
     )
 
 
