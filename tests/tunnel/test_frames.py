@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -38,7 +40,7 @@ frames_st = st.lists(
 def feed_in(decoder: FrameDecoder, data: bytes, cuts: list[int]) -> list[Frame | FrameTooLarge]:
     out: list[Frame | FrameTooLarge] = []
     bounds = [0, *sorted(c % (len(data) + 1) for c in cuts), len(data)]
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         out += decoder.feed(data[a:b])
     return out
 
