@@ -89,7 +89,7 @@ KEY_TYPES = ("ec", "ed25519")
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-_DNS_RE = re.compile(rf"(?:\*\.)?{_DNS_LABEL}(?:\.{_DNS_LABEL})*\.?")
+_DNS_RE = re.compile(rf"(?:\*\.)?{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 
 SigningKey: TypeAlias = (
     ec.EllipticCurvePrivateKey
@@ -479,19 +479,20 @@ def _write_files(*files: tuple[Path, bytes, int]) -> None:
     Keys get their mode at creation (``os.open``), never a chmod after the bytes are on disk.
     """
     temps: list[tuple[str, Path]] = []
+    current = files[0][0]  # the file being written, for the error message
     try:
-        for path, data, mode in files:
-            fd, tmp = _create_temp(path, mode)
-            temps.append((tmp, path))
+        for current, data, mode in files:
+            fd, tmp = _create_temp(current, mode)
+            temps.append((tmp, current))
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
         _refuse_existing(*(path for _, path in temps))  # created meanwhile by someone else?
-        for tmp, path in temps:
-            os.replace(tmp, path)
+        for tmp, current in temps:
+            os.replace(tmp, current)
     except OSError as exc:
-        raise CAError(f"cannot write {files[len(temps) - 1 if temps else 0][0]}: {exc}") from None
+        raise CAError(f"cannot write {current}: {exc.strerror or exc}") from None
     finally:
         for tmp, _ in temps:
             if os.path.lexists(tmp):
