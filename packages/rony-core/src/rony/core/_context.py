@@ -32,7 +32,7 @@ from google.protobuf.message import Message
 
 from rony.core._codec import envelope as _wrap
 from rony.core._codec import envelope_bytes, header_dict, unwrap
-from rony.core.errors import MalformedError, RonyError, from_wire
+from rony.core.errors import MalformedError, RonyError, UnavailableError, from_wire
 from rony.core.pb.msg_pb2 import Edge, MessageEnvelope, Redirect, RedirectReason
 
 __all__ = [
@@ -297,6 +297,12 @@ class RequestCtx:
 
     def _redirect(self, reason: RedirectReason, replica_set: int, wait: int) -> None:
         edges = list(self.services.members(replica_set))
+        if not edges:
+            # A Redirect naming no node leaves the client nowhere to go: say why instead.
+            self.push_error(
+                UnavailableError("REPLICA_SET", f"no live member of replica set {replica_set}")
+            )
+            return
         redirect = Redirect(Reason=reason, Edges=edges, WaitInSec=wait)
         self.dispatch.deliver(_wrap(redirect, self.request_id, json_encoded=self.json_encoded))
         self.stop_execution()

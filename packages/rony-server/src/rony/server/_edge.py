@@ -7,8 +7,14 @@ WebSockets with 1001, runs the shutdown hooks and closes the store;
 ``await edge.wait_for_termination()`` returns once stopped. ``async with Edge(app) as edge:``
 does start and stop.
 
-Handlers reach the node through ``ctx.services``, which is the Edge: ``server_id``,
-``replica_set``, ``members()``, ``push(conn_id, env)`` and ``store``.
+Handlers reach the node through ``ctx.services``, which is the Edge (``edge_of(ctx)`` types it):
+``server_id``, ``replica_set``, ``members()``, ``push(conn_id, env)``, ``store`` and, when the
+node runs one, ``cluster`` (gossip membership: ``members()``, ``members_by_replica_set(rs)``,
+``member_by_id``, ``member_by_hash``, ``total_replicas()``, ``subscribe(...)``).
+
+With a cluster, ``start()`` binds the gateway first (its addresses go into the gossip meta),
+then joins; ``stop()`` leaves the cluster first, while the gateway still serves, so peers stop
+sending clients here before its connections close.
 """
 
 from __future__ import annotations
@@ -34,12 +40,15 @@ from rony.core import (
     RequestCtx,
 )
 from rony.core import Edge as EdgeMessage
+from rony.server._addrs import advertised_hosts, hostport, is_wildcard
 from rony.server._app import App, HandlerEntry
 from rony.server._dispatch import Dispatcher, DispatchSettings
 from rony.server._settings import EdgeSettings
 from rony.server.gateway import Gateway
 
 if TYPE_CHECKING:
+    from rony.server.cluster._ca import TLSFiles
+    from rony.server.cluster._cluster import Cluster
     from rony.store import AsyncStore
 
 __all__ = ["Edge"]
@@ -95,8 +104,13 @@ def edge_of(ctx: RequestCtx) -> Edge:
     return services
 
 
-def _hostport(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def _load_cluster_tls(s: EdgeSettings) -> TLSFiles | None:
+    """The node's TLS files, read and checked now, so a bad file fails before anything binds."""
+    if not (s.tls_ca and s.tls_cert and s.tls_key):
+        return None
+    from rony.server.cluster._ca import load_tls  # cryptography: only for a cluster
+
+    return load_tls(s.tls_ca, s.tls_cert, s.tls_key)
 
 
 class Edge:
@@ -109,7 +123,9 @@ class Edge:
         self.app = app
         self.settings: EdgeSettings = base.replace(**overrides) if overrides else base
         self._store: AsyncStore | None = None  # opened by start() in settings.data_dir
-        self.cluster: Any = None  # slot for the cluster (next issue)
+        # The gossip membership, when settings.gossip_host is set; built by start().
+        self.cluster: Cluster | None = None
+        self._cluster_tls = _load_cluster_tls(self.settings)  # CAError (a ValueError) if bad
         self.tunnel: Any = None  # slot for the tunnel (next issue)
         self.gateway: Gateway | None = None
         self.dispatcher = Dispatcher(
@@ -156,16 +172,22 @@ class Edge:
             host = "127.0.0.1"
         elif host == "::":
             host = "::1"
-        return f"http://{_hostport(host, port)}"
+        return f"http://{hostport(host, port)}"
 
     @property
     def advertised_addrs(self) -> list[str]:
-        """``host:port`` list clients are given (GetNodes, redirects)."""
+        """``host:port`` list clients are given (GetNodes, redirects, the gossip meta).
+
+        ``settings.advertised_addrs`` when set; else ``advertise_host`` with the bound port;
+        else the bound address, where a wildcard bind (0.0.0.0, ::) gives the host's
+        non-loopback interface addresses: never the wildcard itself, which no client can dial.
+        """
         if self.settings.advertised_addrs:
             return list(self.settings.advertised_addrs)
         if self.gateway is None:
             return []
-        return [_hostport(*self.gateway.address)]
+        host, port = self.gateway.address
+        return [hostport(h, port) for h in advertised_hosts(host, self.settings.advertise_host)]
 
     def this_node(self) -> EdgeMessage:
         return EdgeMessage(
@@ -173,18 +195,26 @@ class Edge:
         )
 
     def members(self, replica_set: int | None = None) -> Sequence[EdgeMessage]:
-        """Nodes of ``replica_set`` (this node's when None). Without a cluster: this node."""
-        if replica_set is None or replica_set == self.replica_set:
-            return [self.this_node()]
-        return []
+        """Nodes of ``replica_set`` (this node's when None), for redirects. Without a
+        cluster: this node alone."""
+        rs = self.replica_set if replica_set is None else replica_set
+        if self.cluster is None:
+            return [self.this_node()] if rs == self.replica_set else []
+        return [m.to_edge() for m in self.cluster.members_by_replica_set(rs)]
 
     def nodes(self, replica_sets: Iterable[int] = ()) -> list[EdgeMessage]:
-        """GetNodes: without a cluster, this node alone whatever was asked (as Go Rony)."""
-        return [self.this_node()]
+        """GetNodes (Go Rony's semantics): the members of the listed replica sets, or of this
+        node's when none is listed. Without a cluster, this node alone whatever was asked."""
+        if self.cluster is None:
+            return [self.this_node()]
+        wanted = list(replica_sets) or [self.replica_set]
+        return [m.to_edge() for m in self.cluster.members_by_replica_set(*wanted)]
 
     def all_nodes(self) -> list[EdgeMessage]:
-        """GetAllNodes: without a cluster, this node alone."""
-        return [self.this_node()]
+        """GetAllNodes: every live member of the cluster (this node alone without one)."""
+        if self.cluster is None:
+            return [self.this_node()]
+        return [m.to_edge() for m in self.cluster.members()]
 
     def push(self, conn_id: int, env: MessageEnvelope) -> bool:
         """Send ``env`` to live WebSocket ``conn_id`` of this node; False when it is gone.
@@ -233,6 +263,8 @@ class Edge:
                 if serve_gateway:
                     self.gateway = Gateway(self.dispatcher, s)
                     await self.gateway.start()
+                if s.cluster_enabled:
+                    await self._start_cluster()
             except BaseException:
                 self._state = "stopped"
                 try:
@@ -252,12 +284,43 @@ class Edge:
         else:
             log.info("rony node %s (app %r) started without a gateway", s.server_id, self.app.name)
 
+    async def _start_cluster(self) -> None:
+        from rony.server.cluster._cluster import Cluster  # grpc: only for a cluster
+
+        s = self.settings
+        assert s.gossip_host is not None
+        if self._cluster_tls is None:
+            log.warning(
+                "the cluster runs WITHOUT TLS (--insecure-cluster): any host that reaches the "
+                "gossip port %s can join it; give --tls-ca/--tls-cert/--tls-key in production",
+                hostport(s.gossip_host, s.gossip_port),
+            )
+        advertise = s.advertise_host
+        if advertise is None and is_wildcard(s.gossip_host):
+            advertise = advertised_hosts(s.gossip_host)[0]  # gossip advertises one address
+        self.cluster = Cluster(
+            server_id=s.server_id,
+            replica_set=s.replica_set,
+            bind=(s.gossip_host, s.gossip_port),
+            advertise=advertise,
+            seeds=s.join,
+            tls=self._cluster_tls,
+            config=s.gossip_config,
+            gateway_addrs=self.advertised_addrs,
+        )
+        await self.cluster.start()
+
     async def _undo_start(self) -> None:
         """Release what a failed ``start()`` opened: every part is tried, whatever fails.
 
         A part's error is logged, not raised, so ``start()`` raises the error that failed it.
         """
         try:
+            if self.cluster is not None:
+                try:
+                    await self.cluster.stop()
+                except Exception:
+                    log.exception("failed start: stopping the cluster failed")
             if self.gateway is not None:
                 try:
                     await self.gateway.stop(0.1)
@@ -294,11 +357,23 @@ class Edge:
         grace = self.settings.shutdown_grace if grace is None else grace
         try:
             failed: Exception | None = None
+            if self.cluster is not None:
+                # Leave first, while the gateway still serves: peers see "left" within a
+                # second and stop sending clients here (Go Rony stopped the gateway first).
+                try:
+                    await self.cluster.leave(min(max(grace, 0.5), 2.0))
+                except Exception:
+                    log.exception("leaving the cluster failed")
             if self.gateway is not None:
                 try:
                     await self.gateway.stop(grace)
                 except Exception as exc:  # the app's shutdown hooks still run; raised after
                     failed = exc
+            if self.cluster is not None:
+                try:
+                    await self.cluster.stop()
+                except Exception:
+                    log.exception("stopping the cluster failed")
             for hook in self.app.shutdown_hooks:
                 try:
                     await hook(self)

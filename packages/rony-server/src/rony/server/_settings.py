@@ -7,7 +7,9 @@ variables, a TOML file, and the defaults below (see ``load_settings``).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
+import logging
 import os
 import tomllib
 import uuid
@@ -17,8 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from rony.core import Limits
+from rony.server.cluster._swim import GossipConfig
 
 __all__ = ["EdgeSettings", "load_settings", "parse_hostport"]
+
+log = logging.getLogger("rony.server")
 
 
 def _server_id() -> str:
@@ -65,6 +70,23 @@ class EdgeSettings:
     ws_inline_dispatch      True          dispatch each WS frame straight from the socket
                                           read (saves ~3 µs a frame); False = through
                                           aiohttp's ``receive()``. Same behaviour either way
+    gossip_host             None          address the gossip (cluster) server binds; None =
+                                          no cluster (``--gossip HOST:PORT``)
+    gossip_port             0             its port (0 = any free port)
+    join                    ()            seeds' gossip addresses, HOST:PORT; a name with
+                                          several addresses counts as several seeds
+    advertise_host          None          the host other nodes and clients are given for the
+                                          gateway, gossip and tunnel (containers, NAT);
+                                          None = the bound host, or for a wildcard bind the
+                                          host's non-loopback interface addresses
+    tls_ca                  None          the cluster CA certificate (PEM) peers must chain to
+    tls_cert                None          this node's certificate, signed by that CA
+    tls_key                 None          this node's private key
+    insecure_cluster        False         run the cluster without TLS (logged as a warning);
+                                          without it a cluster needs the three tls_ files
+    gossip_config           LAN defaults  the protocol's knobs (``GossipConfig``: probe
+                                          interval, suspicion, gossip fan-out, ...); TOML
+                                          table ``[rony.gossip_config]``
     ======================  ============  ===================================================
     """
 
@@ -89,11 +111,21 @@ class EdgeSettings:
     health_path: str | None = "/healthz"
     ws_compress: bool = False
     ws_inline_dispatch: bool = True
+    gossip_host: str | None = None
+    gossip_port: int = 0
+    join: tuple[str, ...] = ()
+    advertise_host: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    insecure_cluster: bool = False
+    gossip_config: GossipConfig = field(default_factory=GossipConfig)
 
     def __post_init__(self) -> None:
         self.advertised_addrs = tuple(self.advertised_addrs)
         self.trusted_proxies = tuple(self.trusted_proxies)
         self.cors_origins = tuple(self.cors_origins)
+        self.join = tuple(self.join)
         positive = (
             "max_message_size",
             "max_container_length",
@@ -125,6 +157,29 @@ class EdgeSettings:
             )
         for p in self.trusted_proxies:
             ipaddress.ip_network(p, strict=False)  # raises ValueError naming the bad entry
+        self._check_cluster()
+
+    def _check_cluster(self) -> None:
+        if not 0 <= self.gossip_port <= 65535:
+            raise ValueError("EdgeSettings.gossip_port must be in 0..65535")
+        for seed in self.join:
+            parse_hostport(seed)  # raises ValueError naming the bad seed
+        if self.gossip_host is None:
+            if self.join:
+                raise ValueError("join needs a gossip address (--gossip HOST:PORT)")
+            return
+        tls = (self.tls_ca, self.tls_cert, self.tls_key)
+        if any(tls) and not all(tls):
+            raise ValueError("a cluster with TLS needs all of tls_ca, tls_cert and tls_key")
+        if not any(tls) and not self.insecure_cluster:
+            raise ValueError(
+                "a cluster needs --tls-ca, --tls-cert and --tls-key (make them with "
+                "`rony ca init` and `rony ca issue`), or --insecure-cluster to run without TLS"
+            )
+
+    @property
+    def cluster_enabled(self) -> bool:
+        return self.gossip_host is not None
 
     @property
     def limits(self) -> Limits:
@@ -193,8 +248,11 @@ def _from_mapping(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_").lower()
-        if name == "gateway":
-            out["gateway_host"], out["gateway_port"] = parse_hostport(str(value))
+        if name in ("gateway", "gossip"):
+            out[f"{name}_host"], out[f"{name}_port"] = parse_hostport(str(value))
+            continue
+        if name == "gossip_config":
+            out[name] = _gossip_config(value, where)
             continue
         if name not in _FIELDS:
             raise ValueError(f"{where}: unknown setting {key!r}")
@@ -203,6 +261,50 @@ def _from_mapping(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
         except ValueError as exc:
             raise ValueError(f"{where}: {exc}") from None
     return out
+
+
+def _gossip_config(value: Any, where: str) -> GossipConfig:
+    if isinstance(value, GossipConfig):
+        return value
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: gossip_config must be a table of GossipConfig settings")
+    known = {f.name: f for f in dataclasses.fields(GossipConfig)}
+    kwargs: dict[str, Any] = {}
+    for key, raw in value.items():
+        name = key.replace("-", "_").lower()
+        if name not in known:
+            raise ValueError(f"{where}: unknown gossip_config setting {key!r}")
+        kind = str(known[name].type)
+        if kind in ("int", "float") and (isinstance(raw, bool) or not isinstance(raw, int | float)):
+            raise ValueError(f"{where}: gossip_config.{key}: {raw!r} is not a number")
+        kwargs[name] = float(raw) if kind == "float" else raw
+    try:
+        return GossipConfig(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _check_env_names(env: Mapping[str, str]) -> None:
+    """A ``RONY_*`` variable that is one letter or two off a setting is a typo: an error, as a
+    TOML file's unknown key is. Others (a tool's own ``RONY_*``) are only logged.
+
+    The known names are the EdgeSettings fields, plus ``X`` for each ``X_host`` / ``X_port``
+    pair (``RONY_GATEWAY=HOST:PORT``), so a setting added later is known at once.
+    """
+    known = {*_FIELDS}
+    known |= {n[: -len("_host")] for n in _FIELDS if n.endswith("_host")} & {
+        n[: -len("_port")] for n in _FIELDS if n.endswith("_port")
+    }
+    for var in sorted(env):
+        name = var[len("RONY_") :].lower()
+        if not var.startswith("RONY_") or name in known:
+            continue
+        close = difflib.get_close_matches(name, known, n=1, cutoff=0.8)
+        if close:
+            raise ValueError(
+                f"environment: {var} is not a setting; did you mean RONY_{close[0].upper()}?"
+            )
+        log.warning("environment: %s is not a rony setting; ignored", var)
 
 
 def load_settings(
@@ -216,7 +318,8 @@ def load_settings(
 
     The TOML file holds the setting names at top level or under ``[rony]``; ``gateway =
     "HOST:PORT"`` sets host and port. Environment variables are ``RONY_`` + the upper-case
-    name (``RONY_DATA_DIR``, ``RONY_GATEWAY=HOST:PORT``); tuples are comma-separated.
+    name (``RONY_DATA_DIR``, ``RONY_GATEWAY=HOST:PORT``); tuples are comma-separated. A
+    variable one typo away from a setting's name (``RONY_MAX_MESAGE_SIZE``) is a ValueError.
     """
     merged: dict[str, Any] = {}
     if config_file is not None:
@@ -227,10 +330,11 @@ def load_settings(
             raise ValueError(f"{config_file}: [rony] must be a table")
         merged.update(_from_mapping(section, str(config_file)))
     env = os.environ if environ is None else environ
+    _check_env_names(env)
     from_env = {
         k[len("RONY_") :]: v
         for k, v in env.items()
-        if k.startswith("RONY_") and k[len("RONY_") :].lower() in (*_FIELDS, "gateway")
+        if k.startswith("RONY_") and k[len("RONY_") :].lower() in (*_FIELDS, "gateway", "gossip")
     }
     merged.update(_from_mapping(from_env, "environment"))
     merged.update(overrides or {})
