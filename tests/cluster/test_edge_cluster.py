@@ -47,10 +47,14 @@ def build_app() -> App:
     return app
 
 
-async def until(cond: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.02)
+async def until(cond: Callable[[], bool], what: str, limit: float = 20.0) -> None:
+    """Poll ``cond`` (state the gossip tasks own) until it holds, at most ``limit`` seconds."""
+    try:
+        async with asyncio.timeout(limit):
+            while not cond():  # noqa: ASYNC110 - polls state owned by the gossip tasks
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not within {limit} s: {what}") from None
 
 
 @contextlib.asynccontextmanager
@@ -83,7 +87,7 @@ async def three_nodes(tmp_path: Path, **extra: Any) -> AsyncIterator[list[Edge]]
 
 
 async def test_membership_api(tmp_path: Path) -> None:
-    async with three_nodes(tmp_path) as (a, b, c):
+    async with three_nodes(tmp_path) as (a, b, _c):
         cl = b.cluster
         assert cl is not None
         assert sorted(m.server_id for m in cl.members()) == ["a", "b", "c"]
@@ -136,7 +140,7 @@ async def test_redirects_name_the_members_of_the_replica_set(tmp_path: Path) -> 
 
 
 async def test_meta_updates_reach_every_member_and_callbacks_fire(tmp_path: Path) -> None:
-    async with three_nodes(tmp_path) as (a, b, c):
+    async with three_nodes(tmp_path) as (a, _b, c):
         assert a.cluster is not None
         assert c.cluster is not None
         updates: list[str] = []
@@ -156,7 +160,7 @@ async def test_meta_updates_reach_every_member_and_callbacks_fire(tmp_path: Path
         with pytest.raises(MembershipError, match="over the limit of 512"):
             c.cluster.set_gateway_addrs([f"10.0.0.{i}:65535" for i in range(40)])
         await c.stop()  # a graceful stop leaves: a sees it at once
-        await until(lambda: left == ["c"], "a to see c leave", timeout=5)
+        await until(lambda: left == ["c"], "a to see c leave", limit=5)
         sub.cancel()
 
 
