@@ -218,7 +218,7 @@ def test_cluster_settings_from_environment_and_toml(tmp_path: Path) -> None:
 def test_bad_tls_files_fail_when_the_edge_is_made(tmp_path: Path) -> None:
     pki = tmp_path / "pki"
     make_test_pki(pki, ["a", "b"])
-    with pytest.raises(ValueError, match="b.key"):  # a key that is not a.pem's
+    with pytest.raises(ValueError, match=r"b\.key"):  # a key that is not a.pem's
         Edge(
             build_app(),
             gossip_host="127.0.0.1",
