@@ -109,9 +109,7 @@ async def test_get_nodes_answers_from_the_membership(tmp_path: Path) -> None:
         own = await client.call(C_GetNodes, GetNodes(), Edges)  # none listed: b's replica set
         assert sorted(e.ServerID for e in own.Nodes) == ["b", "c"]
         rs1 = await client.call(C_GetNodes, GetNodes(ReplicaSet=[1]), Edges)
-        assert [(e.ServerID, list(e.HostPorts)) for e in rs1.Nodes] == [
-            ("a", a.advertised_addrs)
-        ]
+        assert [(e.ServerID, list(e.HostPorts)) for e in rs1.Nodes] == [("a", a.advertised_addrs)]
         both = await client.call(C_GetNodes, GetNodes(ReplicaSet=[1, 2]), Edges)
         assert len(both.Nodes) == 3
         everyone = await client.call(C_GetAllNodes, GetNodes(), Edges)
