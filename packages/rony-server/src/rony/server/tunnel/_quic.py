@@ -25,6 +25,7 @@ import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from heapq import heapify, heappop, heappush
 from typing import TYPE_CHECKING, Any, Final
 
 from aioquic.asyncio.protocol import QuicConnectionProtocol
@@ -206,6 +207,9 @@ class _Link(QuicConnectionProtocol):
         self.closed: RonyError | None = None  # why the link is closed, once it is
         self.last_rx = self._loop.time()
         self._addr: NetworkAddress | None = None
+        self._out: list[bytes] = []  # frames to hand to aioquic at the end of this loop turn
+        self._out_stream = -1
+        self._flush_handle: asyncio.Handle | None = None
 
     # -- aioquic hooks
 
@@ -294,8 +298,23 @@ class _Link(QuicConnectionProtocol):
         self._stop_timers()
 
     def send_frame(self, stream_id: int, data: bytes) -> None:
-        self._quic.send_stream_data(stream_id, data)
-        self._transmit_soon()  # one transmit per loop turn for all frames queued in it
+        # Frames wait for the end of the loop turn and go to aioquic together: one
+        # send_stream_data and one transmit for all of them (each costs ~15 us per call).
+        if stream_id != self._out_stream and self._out:
+            self._flush()
+        self._out_stream = stream_id
+        self._out.append(data)
+        if self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        out = self._out
+        if out and self.closed is None:
+            self._out = []
+            data = out[0] if len(out) == 1 else b"".join(out)
+            self._quic.send_stream_data(self._out_stream, data)
+            self.transmit()
 
     def close_with(self, code: int, why: RonyError) -> None:
         """Close the link now (idempotent): tell the peer, fail what is pending."""
@@ -305,6 +324,9 @@ class _Link(QuicConnectionProtocol):
         reason = why.description[:200]
         transport = self._transport
         if transport is not None and not transport.is_closing():
+            if self._out and self.peer is not None:
+                self._quic.send_stream_data(self._out_stream, b"".join(self._out))
+            self._out = []
             self.close(error_code=code, reason_phrase=reason)
         else:  # its socket is gone already (the tunnel stopped): nothing can be sent
             self._quic.close(error_code=code, reason_phrase=reason)
@@ -319,6 +341,10 @@ class _Link(QuicConnectionProtocol):
         if self._transmit_task is not None:
             self._transmit_task.cancel()
             self._transmit_task = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._out = []
 
     def shut(self, why: RonyError) -> None:
         """Close the link and its socket's timers; used when the tunnel stops."""
@@ -421,6 +447,12 @@ class ClientLink(_Link):
         self._stream = -1
         self._slots = asyncio.Semaphore(settings.max_inflight_per_peer)
         self._probe: asyncio.TimerHandle | None = None
+        # Deadlines of the calls in flight, (deadline, call id), a heap with one timer armed at
+        # the earliest live one: cheaper than a timer per call. Entries of answered calls stay
+        # until they reach the top or the heap is compacted.
+        self._deadlines: list[tuple[float, int]] = []
+        self._expiry: asyncio.TimerHandle | None = None
+        self._expiry_at = 0.0
         self.on_close: Callable[[], None] | None = None  # the pool's: forget this link
 
     def _verified(self) -> None:
@@ -449,17 +481,44 @@ class ClientLink(_Link):
             reply: asyncio.Future[TunnelMessage] = loop.create_future()
             self._pending[call_id] = reply
             self.send_frame(self._stream, data)
-            timer = loop.call_at(deadline, self._expire, call_id)
+            heap = self._deadlines
+            if len(heap) > 4 * len(self._pending) + 4096:
+                self._compact()
+            heappush(heap, (deadline, call_id))
+            if self._expiry is None or deadline < self._expiry_at:
+                self._arm(deadline)
             try:
                 return await reply
             except asyncio.CancelledError:
                 if self._pending.pop(call_id, None) is not None:
                     self._cancel(call_id)
                 raise
-            finally:
-                timer.cancel()
         finally:
             slots.release()
+
+    def _arm(self, at: float) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        self._expiry = self._loop.call_at(at, self._expire_due)
+        self._expiry_at = at
+
+    def _compact(self) -> None:
+        pending = self._pending
+        self._deadlines = [entry for entry in self._deadlines if entry[1] in pending]
+        heapify(self._deadlines)
+
+    def _expire_due(self) -> None:
+        self._expiry = None
+        now = self._loop.time()
+        heap, pending = self._deadlines, self._pending
+        while heap:
+            at, call_id = heap[0]
+            if call_id in pending and at > now:
+                self._arm(at)
+                return
+            heappop(heap)
+            if call_id in pending:
+                self._expire(call_id)
 
     def _timeout_error(self) -> RonyError:
         return RequestTimeoutError("TUNNEL", f"no reply from {self.remote} in time")
@@ -527,6 +586,10 @@ class ClientLink(_Link):
         if self._probe is not None:
             self._probe.cancel()
             self._probe = None
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        self._deadlines = []
         # The socket is this link's alone, and nothing more will be sent or read on it (no
         # draining period: a peer that keeps sending gets no second CONNECTION_CLOSE).
         self._stop_timers()
