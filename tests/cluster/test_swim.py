@@ -282,3 +282,39 @@ def test_suspects_are_told_first() -> None:
     assert net.nodes["n1"].machine.stats["refutes"] >= 1
     assert not fails(net, since=t0)
     assert SUSPECT not in net.view("n0").values()
+
+
+def test_a_refused_call_moves_the_probe_on_at_once() -> None:
+    """Over TCP a refusal is news: the indirect checks go out now, a relay nacks now, and the
+    probe fails as soon as every relay has nacked (not at the end of its interval)."""
+    m = SwimMembership("a", "a:1", config=GossipConfig(indirect_checks=2))
+    m.start(0.0)
+    states = [pb.NodeState(Node=n, Addr=f"{n}:1", State=ALIVE) for n in ("b", "c", "d")]
+    m.receive(packet("b", pb.Message(PushPull=pb.PushPull(Nodes=states))), 0.0)
+    m.take_outgoing()
+    m.tick(10.0)  # the first probe
+    (addr, ping), *_ = [(a, p) for a, p in m.take_outgoing() if p.Messages[0].HasField("Ping")]
+    target = addr.removesuffix(":1")
+    m.call_failed(ping, 10.01)
+    relayed = [(a, p) for a, p in m.take_outgoing() if p.Messages[0].HasField("IndirectPing")]
+    assert len(relayed) == 2
+    assert target not in {a.removesuffix(":1") for a, _ in relayed}
+    seq = ping.Messages[0].Ping.SeqNo
+    for relay, _ in relayed:
+        nack = pb.Message(Nack=pb.Nack(SeqNo=seq))
+        m.receive(packet(relay.removesuffix(":1"), nack), 10.02)
+    info = m.member(target)
+    assert info is not None
+    assert info.state == SUSPECT  # at 10.02 s, not at the probe's end (11 s)
+    assert m.awareness == 0  # every relay answered: nothing wrong with us
+
+    relay = SwimMembership("r", "r:1")
+    relay.start(0.0)
+    ask = pb.Message(IndirectPing=pb.IndirectPing(SeqNo=5, Node="t", Addr="t:1", Nack=True))
+    relay.receive(packet("a", ask), 0.0)
+    ((to, out),) = relay.take_outgoing()
+    assert to == "t:1"
+    relay.call_failed(out, 0.01)
+    ((back, nack_packet),) = relay.take_outgoing()
+    assert back == "a:1"
+    assert [x.Nack.SeqNo for x in nack_packet.Messages if x.HasField("Nack")] == [5]

@@ -370,13 +370,22 @@ class Cluster:
             reply = await self._stub(addr).Exchange(packet, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
             log.debug("gossip: call to %s failed: %s", addr, exc.code().name)
+            if exc.code() is not grpc.StatusCode.DEADLINE_EXCEEDED:
+                self._failed(packet)  # refused, reset, or TLS refused: not just slow
             return
         except (ValueError, OSError) as exc:  # an address gRPC cannot parse or dial
             log.debug("gossip: call to %s failed: %s", addr, exc)
+            self._failed(packet)
             return
         machine, loop = self._machine, self._loop
         if machine is not None and loop is not None:
             machine.receive_reply(reply, loop.time())
+            self._flush()
+
+    def _failed(self, packet: pb.Packet) -> None:
+        machine, loop = self._machine, self._loop
+        if machine is not None and loop is not None:
+            machine.call_failed(packet, loop.time())
             self._flush()
 
     def _stub(self, addr: str) -> pb_grpc.GossipStub:

@@ -64,6 +64,8 @@ DEAD = pb.DEAD
 LEFT = pb.LEFT
 _STATE_NAMES: dict[int, str] = {ALIVE: "alive", SUSPECT: "suspect", DEAD: "dead", LEFT: "left"}
 _UINT32 = 0xFFFF_FFFF
+# A relay nacks after this fraction of probe_timeout without an ack (see _handle).
+NACK_FRACTION = 0.8
 
 
 class MembershipError(ValueError):
@@ -445,6 +447,45 @@ class SwimMembership:
         for msg in packet.Messages:
             self._handle(msg, packet, now, None)
 
+    def call_failed(self, packet: pb.Packet, now: float) -> None:
+        """A call carrying ``packet`` failed at once: the peer refused the connection, or
+        reset it, or refused our certificate. Not for a call that merely got no answer in
+        time (the timers handle that, as over UDP).
+
+        Over UDP, memberlist cannot tell a dead process from a slow one until its timers run
+        out. Over TCP a refusal says at once that nothing listens there, so a probe moves on
+        without waiting: a failed direct ping goes to the indirect checks now, and a relay
+        whose ping failed nacks now instead of after its timer. The verdict still comes only
+        from the suspicion timer and its confirmations (this saves about a second of the
+        time to detect a crash, never a refutation's chance).
+        """
+        probe = self._probe
+        for msg in packet.Messages:
+            kind = msg.WhichOneof("Kind")
+            if kind == "Ping":
+                seq = msg.Ping.SeqNo
+                if probe is not None and probe.seq == seq and not probe.indirect_sent:
+                    self._indirect(probe, now)
+                relay = self._relays.pop(seq, None)
+                if relay is not None and relay.nack:
+                    nack = pb.Message(Nack=pb.Nack(SeqNo=relay.origin_seq))
+                    self._send(relay.origin_addr, [nack])
+            elif (
+                kind == "IndirectPing"
+                and probe is not None
+                and probe.seq == msg.IndirectPing.SeqNo
+                and probe.expected_nacks > 0
+            ):
+                # That relay cannot answer: its silence says nothing of our own health.
+                probe.expected_nacks -= 1
+                self._probe_settled(probe, now)
+
+    def _probe_settled(self, probe: _Probe, now: float) -> None:
+        """Every relay has answered that the target gave it no ack: the probe has failed, and
+        waiting out its interval would only delay the suspicion."""
+        if self._probe is probe and probe.indirect_sent and 0 < probe.expected_nacks <= probe.nacks:
+            self._probe_failed(probe, now)
+
     def tick(self, now: float) -> None:
         """Run every timer that is due at ``now``."""
         if not self._started:
@@ -545,13 +586,18 @@ class SwimMembership:
             probe = self._probe
             if probe is not None and probe.seq == msg.Nack.SeqNo:
                 probe.nacks += 1
+                self._probe_settled(probe, now)
         elif kind == "IndirectPing":
             ip = msg.IndirectPing
             if packet.FromAddr and ip.Addr and len(self._relays) < 4 * self.config.max_nodes:
                 seq = self._next_seq()
-                self._relays[seq] = _Relay(
-                    packet.FromAddr, ip.SeqNo, now + self.config.probe_timeout, ip.Nack
-                )
+                # The nack must reach the prober before its probe ends (it sent us this at
+                # probe_timeout, and gives up at probe_interval = 2 x that by default): a
+                # nack timer of a full probe_timeout, as memberlist's, lands just after, and a
+                # healthy prober then counts every nack as missing and blames its own health
+                # (measured: awareness 2-3 after each real failure, and slower probes).
+                wait = self.config.probe_timeout * NACK_FRACTION
+                self._relays[seq] = _Relay(packet.FromAddr, ip.SeqNo, now + wait, ip.Nack)
                 self._send(ip.Addr, [pb.Message(Ping=pb.Ping(SeqNo=seq, Node=ip.Node))])
         elif kind == "Alive":
             self._alive(msg.Alive, now)

@@ -216,7 +216,14 @@ class SimNetwork:
         src.packets_sent += 1
         src.bytes_sent += packet.ByteSize()
         dst = self._by_addr.get(addr)
-        if dst is None or self._lost():
+        if dst is None or not dst.up:
+            # Nothing listens there any more: the connection is refused, which the caller
+            # learns one round trip later (a reachable host answers with a reset).
+            if dst is None or self._reachable(src, dst):
+                when = self.now + src.lag + 2 * self.latency
+                self._push(when, lambda: self._refused(src, packet))
+            return
+        if self._lost():
             return
         sent = self.now + src.lag
         self._push(sent + self.latency, lambda: self._deliver(src, dst, packet, sent))
@@ -258,6 +265,11 @@ class SimNetwork:
             return
         src.machine.receive_reply(reply, src.local(self.now))
         self._flush(src)
+
+    def _refused(self, src: SimNode, packet: pb.Packet) -> None:
+        if src.up and not src.paused:
+            src.machine.call_failed(packet, src.local(self.now))
+            self._flush(src)
 
     def _flush(self, node: SimNode) -> None:
         for addr, packet in node.machine.take_outgoing():
