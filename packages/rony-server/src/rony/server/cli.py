@@ -18,6 +18,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rony.server._app import App
@@ -61,10 +62,26 @@ def resolve_target(spec: str) -> App | Edge:
     attr = attr or "app"
     if not module_name:
         raise ValueError(f"{spec!r}: expected MODULE:ATTR")
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        # ``rony serve pkg/file.py``: a path, which import_module would report as a missing
+        # module named "pkg/file" with no word of the form it wants.
+        dotted = module_name.removesuffix(".py").replace(os.sep, "/").strip("/").replace("/", ".")
+        raise ValueError(
+            f"{spec!r} is a file path; rony serve takes MODULE:ATTR, the module's import name "
+            f"and the App in it, e.g. `rony serve {dotted}:{attr}` from the folder above it"
+        )
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
-    module = importlib.import_module(module_name)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not f"{module_name}.".startswith(f"{exc.name}."):
+            raise  # a module that the user's module imports is missing: its own message
+        raise ValueError(
+            f"{spec!r}: no module named {exc.name!r} importable from {cwd} (MODULE:ATTR "
+            "names a module by its import name, e.g. `rony serve myservice.app:app`)"
+        ) from None
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -88,7 +105,9 @@ def resolve_target(spec: str) -> App | Edge:
 
 def _configure_serve(p: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="MODULE:ATTR naming an App, an Edge or a factory of one")
-    p.add_argument("--gateway", metavar="HOST:PORT", help="gateway address (port 0 = any free)")
+    p.add_argument(
+        "--gateway", metavar="HOST:PORT", type=_hostport, help="gateway address (port 0 = any free)"
+    )
     p.add_argument("--data-dir", help="folder of the embedded store")
     p.add_argument("--server-id", help="this node's id (default: random)")
     p.add_argument("--replica-set", type=int, help="this node's replica set")
@@ -134,6 +153,17 @@ def _cluster_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _hostport(text: str) -> tuple[str, int]:
+    """HOST:PORT; argparse reports anything else (``localhost``) as a usage error."""
+    try:
+        return parse_hostport(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not HOST:PORT (e.g. 127.0.0.1:8080, :8080 for every interface, "
+            "[::1]:0 for any free port)"
+        ) from None
+
+
 def _grace(text: str) -> float:
     """Seconds >= 0; argparse reports anything else (``-1``, ``nan``) as a usage error."""
     try:
@@ -160,7 +190,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     )
     overrides: dict[str, Any] = {}
     if args.gateway:
-        overrides["gateway_host"], overrides["gateway_port"] = parse_hostport(args.gateway)
+        overrides["gateway_host"], overrides["gateway_port"] = args.gateway
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     if args.server_id:
@@ -180,14 +210,32 @@ def _run_serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError, ImportError) as exc:
         print(f"rony serve: {exc}", file=sys.stderr)
         return 2
+    data_dir = Path(edge.settings.data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        print(
+            f"rony serve: data dir {str(data_dir)!r} is a file; the store needs a folder "
+            "(--data-dir or RONY_DATA_DIR; it is created if missing)",
+            file=sys.stderr,
+        )
+        return 2
     from rony.store.errors import StoreError
 
     try:
         asyncio.run(_serve(edge, args.grace))
     except (OSError, StoreError) as exc:  # the port is taken; data_dir is no store / locked
-        print(f"rony serve: {exc}", file=sys.stderr)
+        print(f"rony serve: {_describe(exc, data_dir)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _describe(exc: Exception, data_dir: Path) -> str:
+    """An OSError met on the data folder says so (a bare errno names no setting)."""
+    name = getattr(exc, "filename", None)
+    if isinstance(exc, OSError) and name is not None and exc.strerror:
+        path = Path(os.fsdecode(name))
+        if path == data_dir or data_dir in path.parents or path in data_dir.parents:
+            return f"data dir {str(data_dir)!r}: {exc.strerror}: {str(path)!r}"
+    return str(exc)
 
 
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -203,6 +251,15 @@ def _force_exit(signum: int, frame: object) -> None:
     name = signal.Signals(signum).name
     os.write(2, f"rony serve: {name} again while stopping: exiting at once\n".encode())
     os._exit(128 + signum)  # the shell's code for "ended by this signal"
+
+
+def _not_listening_record(record: logging.LogRecord) -> bool:
+    """Edge.start's "rony node ... listening on URL" record, less the address that ``rony
+    serve`` prints itself: "rony node ... started"."""
+    if isinstance(record.msg, str) and " listening on " in record.msg:
+        record.msg = record.getMessage().partition(" listening on ")[0] + " started"
+        record.args = None
+    return True
 
 
 async def _serve(edge: Edge, grace: float | None) -> None:
@@ -224,11 +281,16 @@ async def _serve(edge: Edge, grace: float | None) -> None:
     for sig in _STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, on_signal, sig)
+    # The node's address goes to stdout once ("listening on URL", the line scripts wait for);
+    # the Edge's own log record saying the same loses its address in this command's log.
+    rony_log = logging.getLogger("rony.server")
+    rony_log.addFilter(_not_listening_record)
     try:
         await edge.start()
         print(f"listening on {edge.url}", flush=True)
         await edge.wait_for_termination()
     finally:
+        rony_log.removeFilter(_not_listening_record)
         try:
             await edge.stop(grace)
         finally:
