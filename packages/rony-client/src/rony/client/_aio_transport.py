@@ -7,7 +7,15 @@ import asyncio
 import aiohttp
 from aiohttp import WSMsgType
 
-from rony.client._transport import AsyncConnection, AsyncTransport, ConnectOptions, Frame
+from rony.client._transport import (
+    MAX_MESSAGE_SIZE_HEADER,
+    AsyncConnection,
+    AsyncTransport,
+    ConnectOptions,
+    Frame,
+    server_limit,
+    server_too_large,
+)
 from rony.client.errors import (
     ConnectError,
     ConnectionLost,
@@ -23,14 +31,18 @@ _CONTENT_TYPE = "application/x-protobuf"
 
 
 class _WSConnection:
-    __slots__ = ("_ws",)
+    __slots__ = ("_server_limit", "_ws")
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, server_limit: int | None) -> None:
         self._ws = ws
+        self._server_limit = server_limit
 
     async def send(self, frame: bytes) -> None:
         if self._ws.closed:
             raise ConnectionLost("connection is closed", written=False)
+        limit = self._server_limit
+        if limit is not None and len(frame) > limit:
+            raise server_too_large(len(frame), limit)
         try:
             await self._ws.send_bytes(frame)
         except (aiohttp.ClientError, OSError) as exc:
@@ -97,7 +109,10 @@ class AiohttpTransport(AsyncTransport):
                 )
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
             raise ConnectError(f"cannot open {url}: {exc!r}") from None
-        return _WSConnection(ws)
+        # (aiohttp keeps the handshake response only as a private attribute.)
+        response = getattr(ws, "_response", None)
+        headers = getattr(response, "headers", None) or {}
+        return _WSConnection(ws, server_limit(headers.get(MAX_MESSAGE_SIZE_HEADER)))
 
     async def round_trip_async(
         self,

@@ -35,13 +35,19 @@ from websockets.http11 import Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
 
-from rony.client._transport import ConnectOptions
+from rony.client._transport import (
+    MAX_MESSAGE_SIZE_HEADER,
+    ConnectOptions,
+    server_limit,
+    server_too_large,
+)
 from rony.client._transport import Frame as Data
 from rony.client.errors import ClientError, ConnectError, ConnectionLost, FrameTooLarge
 
 __all__ = ["SyncWebSocket", "connect"]
 
 _RECV_SIZE = 65536
+_MESSAGE_TOO_BIG = 1009  # the WebSocket close code of a peer refusing a frame's size
 _INBOX_LIMIT = 1024  # frames the keep-alive thread may park for the next reader
 
 
@@ -91,7 +97,10 @@ def connect(url: str, options: ConnectOptions) -> SyncWebSocket:
             sock.close()
         raise ConnectError(f"cannot open {url}: {exc!r}") from None
     frames = [e for e in events if isinstance(e, Frame)]
-    return SyncWebSocket(sock, protocol, options, frames)
+    response = next((e for e in events if isinstance(e, Response)), None)
+    advertised = None if response is None else response.headers.get(MAX_MESSAGE_SIZE_HEADER)
+    limit = server_limit(advertised)
+    return SyncWebSocket(sock, protocol, options, frames, server_limit=limit)
 
 
 class SyncWebSocket:
@@ -103,8 +112,11 @@ class SyncWebSocket:
         protocol: ClientProtocol,
         options: ConnectOptions,
         early: list[Frame] | None = None,
+        *,
+        server_limit: int | None = None,
     ) -> None:
         self._sock = sock
+        self._server_limit = server_limit  # the server's max_message_size, from the handshake
         self._p = protocol
         self._io_lock = threading.Lock()
         self._read_lock = threading.Lock()
@@ -139,6 +151,9 @@ class SyncWebSocket:
                     self._sock.shutdown(socket.SHUT_WR)
 
     def send(self, frame: bytes) -> None:
+        limit = self._server_limit
+        if limit is not None and len(frame) > limit:
+            raise server_too_large(len(frame), limit)
         with self._io_lock:
             if self._error is not None or self._p.state is not State.OPEN:
                 raise ConnectionLost("connection is closed", written=False)
@@ -217,6 +232,12 @@ class SyncWebSocket:
                 if isinstance(exc, PayloadTooBig):
                     err: ClientError = FrameTooLarge(
                         f"a frame exceeded max_message_size; connection closed ({exc})",
+                        written=True,
+                    )
+                elif p.close_rcvd is not None and p.close_rcvd.code == _MESSAGE_TOO_BIG:
+                    err = FrameTooLarge(
+                        "the server closed the connection with 1009: a request was over its "
+                        "max_message_size",
                         written=True,
                     )
                 else:

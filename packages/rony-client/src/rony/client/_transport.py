@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeAlias, TypeVar
 from google.protobuf.message import Message
 
 from rony.client._settings import ClientSettings
-from rony.client.errors import ClientError, ConnectError, ConnectionLost
+from rony.client.errors import ClientError, ConnectError, ConnectionLost, FrameTooLarge
 from rony.core import (
     C_MessageContainer,
     MessageContainer,
@@ -52,6 +52,28 @@ __all__ = [
 
 M = TypeVar("M", bound=Message)
 Frame: TypeAlias = bytes | str
+
+# The WebSocket handshake response header in which a Rony node gives its max_message_size. A
+# frame over it is refused before it is sent: the server would close with 1009, but a client
+# still writing a large frame often meets a reset instead, which reads as a network failure
+# and would be retried.
+MAX_MESSAGE_SIZE_HEADER = "X-Rony-Max-Message-Size"
+
+
+def server_limit(value: str | None) -> int | None:
+    """The header's value as a positive int; None when absent or not a number (no limit)."""
+    if value is None or not value.strip().isdigit():
+        return None
+    limit = int(value)
+    return limit if limit > 0 else None
+
+
+def server_too_large(size: int, limit: int) -> FrameTooLarge:
+    return FrameTooLarge(
+        f"request is {size} bytes; the server's max_message_size is {limit} "
+        "(it would close the connection with 1009)",
+        written=False,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,9 @@ from rony.server.gateway._rest import (
 
 __all__ = ["Gateway"]
 
+# The handshake response header giving the server's max_message_size (rony.client reads it).
+MAX_MESSAGE_SIZE_HEADER = "X-Rony-Max-Message-Size"
+
 log = logging.getLogger("rony.server")
 
 IDLE_WORKERS = 4
@@ -535,6 +538,10 @@ class Gateway:
             decode_text=False,
             timeout=CLOSE_TIMEOUT,
         )
+        # Told to the client in the handshake: a frame over it is refused before it is sent. The
+        # close 1009 the server would send is often lost: the client, still writing a large
+        # frame, meets a reset (the unread bytes make the server's close a RST) and retries.
+        ws.headers[MAX_MESSAGE_SIZE_HEADER] = str(s.max_message_size)
         try:
             await ws.prepare(request)
         except web.HTTPException as exc:
