@@ -24,13 +24,15 @@ SIZES = [3 * LIMIT, 1024 * 1024]
 
 @pytest.mark.parametrize("size", SIZES)
 async def test_async_client_refuses_a_request_over_the_server_limit(size: int) -> None:
-    async with serve(build_app(), max_message_size=LIMIT) as edge:
-        async with AsyncClient(edge.url.replace("http", "ws")) as client:
-            t0 = time.monotonic()
-            with pytest.raises(FrameTooLarge, match=f"the server's max_message_size is {LIMIT}"):
-                await client.call(C_Echo, Ping(ID=1), Pong, header={"pad": "x" * size})
-            assert time.monotonic() - t0 < 1.0  # no retries with back-off
-            assert await client.call(C_Echo, Ping(ID=2), Pong) == Pong(ID=2)  # still usable
+    async with (
+        serve(build_app(), max_message_size=LIMIT) as edge,
+        AsyncClient(edge.url.replace("http", "ws")) as client,
+    ):
+        t0 = time.monotonic()
+        with pytest.raises(FrameTooLarge, match=f"the server's max_message_size is {LIMIT}"):
+            await client.call(C_Echo, Ping(ID=1), Pong, header={"pad": "x" * size})
+        assert time.monotonic() - t0 < 1.0  # no retries with back-off
+        assert await client.call(C_Echo, Ping(ID=2), Pong) == Pong(ID=2)  # still usable
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -68,9 +70,11 @@ async def test_a_close_1009_without_the_header_is_frame_too_large() -> None:
         message = KeyValue(Key="k", Value="x" * (3 * LIMIT))
 
         def sync_call() -> None:
-            with Client(f"ws://127.0.0.1:{port}", settings=settings) as client:
-                with pytest.raises(FrameTooLarge, match="1009"):
-                    client.call(C_Echo, message, Pong, timeout=5)
+            with (
+                Client(f"ws://127.0.0.1:{port}", settings=settings) as client,
+                pytest.raises(FrameTooLarge, match="1009"),
+            ):
+                client.call(C_Echo, message, Pong, timeout=5)
 
         await asyncio.to_thread(sync_call)
         async with AsyncClient(f"ws://127.0.0.1:{port}", settings=settings) as client:
