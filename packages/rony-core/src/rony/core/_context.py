@@ -315,6 +315,49 @@ class RequestCtx:
     def return_error(self, err: RonyError) -> None:
         self.push_error(err)
 
+    # --- calls to other nodes --------------------------------------------------------------------
+
+    async def execute_remote(
+        self,
+        replica_set: int,
+        constructor: int,
+        message: Message,
+        response_class: type[Message] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Run a request on an alive member of ``replica_set`` through the server's tunnel and
+        return its reply (Go Rony's ``TunnelRequest``); an Error reply raises its class.
+        ``options``: ``timeout``, ``server_id``, ``header``, ``store`` (see the server's
+        ``Edge.execute_remote``). Cancelling this request cancels the remote one."""
+        remote = self._remote("execute_remote")
+        return await remote(replica_set, constructor, message, response_class, **options)
+
+    async def try_execute_remote(
+        self,
+        attempts: int,
+        retry_wait: float,
+        replica_set: int,
+        constructor: int,
+        message: Message,
+        response_class: type[Message] | None = None,
+        **options: Any,
+    ) -> Any:
+        """``execute_remote`` retried on other members (Go Rony's ``TryTunnelRequest``)."""
+        remote = self._remote("try_execute_remote")
+        return await remote(
+            attempts, retry_wait, replica_set, constructor, message, response_class, **options
+        )
+
+    async def cluster_edges(self, replica_set: int, **options: Any) -> Any:
+        """The cluster's nodes as a member of ``replica_set`` lists them (``Edges``)."""
+        return await self._remote("cluster_edges")(replica_set, **options)
+
+    def _remote(self, name: str) -> Any:
+        method = getattr(self.services, name, None)
+        if method is None:
+            raise UnavailableError("TUNNEL", "this server makes no calls to other nodes")
+        return method
+
     # --- flow ------------------------------------------------------------------------------------
 
     def stop_execution(self) -> None:

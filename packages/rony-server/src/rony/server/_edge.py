@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from google.protobuf.message import Message
 
 from rony.core import (
     C_Edges,
@@ -49,9 +51,13 @@ from rony.server.gateway import Gateway
 if TYPE_CHECKING:
     from rony.server.cluster._ca import TLSFiles
     from rony.server.cluster._cluster import Cluster
+    from rony.server.pb.imsg_pb2 import TunnelMessage
+    from rony.server.tunnel import Tunnel
     from rony.store import AsyncStore
 
 __all__ = ["Edge"]
+
+M = TypeVar("M", bound=Message)
 
 log = logging.getLogger("rony.server")
 
@@ -126,7 +132,10 @@ class Edge:
         # The gossip membership, when settings.gossip_host is set; built by start().
         self.cluster: Cluster | None = None
         self._cluster_tls = _load_cluster_tls(self.settings)  # CAError (a ValueError) if bad
-        self.tunnel: Any = None  # slot for the tunnel (next issue)
+        self._tunnel_bound: tuple[str, int] | None = None
+        self._remote_failures: dict[str, float] = {}  # server id -> loop time (_remote)
+        # The node-to-node tunnel, when settings.tunnel_host is set; built by start().
+        self.tunnel: Tunnel | None = None
         self.gateway: Gateway | None = None
         self.dispatcher = Dispatcher(
             app,
@@ -263,6 +272,8 @@ class Edge:
                 if serve_gateway:
                     self.gateway = Gateway(self.dispatcher, s)
                     await self.gateway.start()
+                if s.tunnel_host is not None:
+                    await self._start_tunnel()
                 if s.cluster_enabled:
                     await self._start_cluster()
             except BaseException:
@@ -307,8 +318,111 @@ class Edge:
             tls=self._cluster_tls,
             config=s.gossip_config,
             gateway_addrs=self.advertised_addrs,
+            tunnel_addrs=self.tunnel_addrs,
         )
         await self.cluster.start()
+
+    async def _start_tunnel(self) -> None:
+        from rony.server._remote import serve_tunnel  # aioquic: only for a tunnel
+        from rony.server.tunnel import Peer, Tunnel
+
+        s = self.settings
+        assert s.tunnel_host is not None
+        assert self._cluster_tls is not None  # EdgeSettings refuses a tunnel without TLS
+
+        async def handler(msg: TunnelMessage, peer: Peer) -> TunnelMessage:
+            return await serve_tunnel(self, msg, peer)
+
+        self.tunnel = Tunnel(self._cluster_tls, handler)
+        self._tunnel_bound = await self.tunnel.start(s.tunnel_host, s.tunnel_port)
+
+    @property
+    def tunnel_addrs(self) -> list[str]:
+        """``host:port`` list other nodes reach this node's tunnel at (gossip meta)."""
+        if self.tunnel is None or self._tunnel_bound is None:
+            return []
+        host, port = self._tunnel_bound
+        return [hostport(h, port) for h in advertised_hosts(host, self.settings.advertise_host)]
+
+    # --- calls to other nodes (Go Rony's TunnelRequest / TryTunnelRequest) -------------------
+
+    async def execute_remote(
+        self,
+        replica_set: int,
+        constructor: int,
+        message: Message,
+        response_class: type[M] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the remote side too
+        server_id: str | None = None,
+        header: Mapping[str, str] | None = None,
+        store: Mapping[str, str] | None = None,
+    ) -> Any:
+        """Run ``constructor(message)`` on an alive member of ``replica_set`` (or on the node
+        ``server_id``) through the tunnel and return its reply, decoded as
+        ``response_class``. An Error reply raises its ``rony.core.errors`` class; a tunnel
+        failure raises ``UnavailableError`` (E02), a timeout ``RequestTimeoutError`` (E06).
+        ``timeout`` defaults to ``settings.remote_timeout``. Cancelling the caller cancels
+        the remote request."""
+        return await self.try_execute_remote(
+            1,
+            0.0,
+            replica_set,
+            constructor,
+            message,
+            response_class,
+            timeout=timeout,
+            server_id=server_id,
+            header=header,
+            store=store,
+        )
+
+    async def try_execute_remote(
+        self,
+        attempts: int,
+        retry_wait: float,
+        replica_set: int,
+        constructor: int,
+        message: Message,
+        response_class: type[M] | None = None,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the remote side too
+        server_id: str | None = None,
+        header: Mapping[str, str] | None = None,
+        store: Mapping[str, str] | None = None,
+    ) -> Any:
+        """``execute_remote`` tried up to ``attempts`` times, each on the next member of the
+        replica set, waiting ``retry_wait`` seconds between tries. Only tunnel failures are
+        retried (an unreachable member, one that died mid-call, a timeout): an Error reply is
+        the answer. The same request id is sent each time, for handlers that deduplicate (a
+        timed-out request may have run)."""
+        from rony.server._remote import call_remote, reply_of, request_envelope
+
+        env = request_envelope(constructor, message, header)
+        replies = await call_remote(
+            self,
+            replica_set,
+            env,
+            timeout=self.settings.remote_timeout if timeout is None else timeout,
+            attempts=attempts,
+            retry_wait=retry_wait,
+            server_id=server_id,
+            store=store,
+        )
+        return reply_of(replies, response_class)
+
+    async def cluster_edges(
+        self,
+        replica_set: int,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the remote side too
+    ) -> Edges:
+        """Go Rony's ``ClusterEdges``: a member of ``replica_set`` lists the cluster's nodes
+        (GetAllNodes over the tunnel)."""
+        edges: Edges = await self.execute_remote(
+            replica_set, C_GetAllNodes, GetNodes(), Edges, timeout=timeout
+        )
+        return edges
 
     async def _undo_start(self) -> None:
         """Release what a failed ``start()`` opened: every part is tried, whatever fails.
@@ -321,6 +435,11 @@ class Edge:
                     await self.cluster.stop()
                 except Exception:
                     log.exception("failed start: stopping the cluster failed")
+            if self.tunnel is not None:
+                try:
+                    await self.tunnel.stop()
+                except Exception:
+                    log.exception("failed start: stopping the tunnel failed")
             if self.gateway is not None:
                 try:
                     await self.gateway.stop(0.1)
@@ -374,6 +493,11 @@ class Edge:
                     await self.cluster.stop()
                 except Exception:
                     log.exception("stopping the cluster failed")
+            if self.tunnel is not None:  # last: in-flight requests could still call out
+                try:
+                    await self.tunnel.stop()
+                except Exception:
+                    log.exception("stopping the tunnel failed")
             for hook in self.app.shutdown_hooks:
                 try:
                     await hook(self)

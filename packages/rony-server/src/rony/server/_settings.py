@@ -84,6 +84,12 @@ class EdgeSettings:
     tls_key                 None          this node's private key
     insecure_cluster        False         run the cluster without TLS (logged as a warning);
                                           without it a cluster needs the three tls_ files
+    tunnel_host             None          address the tunnel (node-to-node QUIC, mutual TLS)
+                                          binds; None = no tunnel (``--tunnel HOST:PORT``).
+                                          Needs the tls_ files, even with insecure_cluster
+    tunnel_port             0             its UDP port (0 = any free port)
+    remote_timeout          5 s           default timeout of a call to another node
+                                          (``execute_remote``); Go Rony's was a fixed 3 s
     gossip_config           LAN defaults  the protocol's knobs (``GossipConfig``: probe
                                           interval, suspicion, gossip fan-out, ...); TOML
                                           table ``[rony.gossip_config]``
@@ -119,6 +125,9 @@ class EdgeSettings:
     tls_cert: str | None = None
     tls_key: str | None = None
     insecure_cluster: bool = False
+    tunnel_host: str | None = None
+    tunnel_port: int = 0
+    remote_timeout: float = 5.0
     gossip_config: GossipConfig = field(default_factory=GossipConfig)
 
     def __post_init__(self) -> None:
@@ -160,8 +169,18 @@ class EdgeSettings:
         self._check_cluster()
 
     def _check_cluster(self) -> None:
-        if not 0 <= self.gossip_port <= 65535:
-            raise ValueError("EdgeSettings.gossip_port must be in 0..65535")
+        for name in ("gossip_port", "tunnel_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ValueError(f"EdgeSettings.{name} must be in 0..65535")
+        if not self.remote_timeout > 0:
+            raise ValueError("EdgeSettings.remote_timeout must be > 0")
+        if self.tunnel_host is not None:
+            if self.gossip_host is None:
+                raise ValueError("a tunnel needs the cluster (--gossip HOST:PORT) to find peers")
+            if not (self.tls_ca and self.tls_cert and self.tls_key):
+                # Go Rony's tunnel was plain UDP anyone could send requests to: ours is
+                # QUIC with mutual TLS only, whatever insecure_cluster says.
+                raise ValueError("a tunnel needs --tls-ca, --tls-cert and --tls-key")
         for seed in self.join:
             parse_hostport(seed)  # raises ValueError naming the bad seed
         if self.gossip_host is None:
@@ -194,6 +213,7 @@ class EdgeSettings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(EdgeSettings)}
+_ADDRESSES = ("gateway", "gossip", "tunnel")  # HOST:PORT, setting <name>_host and <name>_port
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
@@ -248,7 +268,7 @@ def _from_mapping(raw: Mapping[str, Any], where: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in raw.items():
         name = key.replace("-", "_").lower()
-        if name in ("gateway", "gossip"):
+        if name in _ADDRESSES:
             out[f"{name}_host"], out[f"{name}_port"] = parse_hostport(str(value))
             continue
         if name == "gossip_config":
@@ -334,7 +354,7 @@ def load_settings(
     from_env = {
         k[len("RONY_") :]: v
         for k, v in env.items()
-        if k.startswith("RONY_") and k[len("RONY_") :].lower() in (*_FIELDS, "gateway", "gossip")
+        if k.startswith("RONY_") and k[len("RONY_") :].lower() in (*_FIELDS, *_ADDRESSES)
     }
     merged.update(_from_mapping(from_env, "environment"))
     merged.update(overrides or {})

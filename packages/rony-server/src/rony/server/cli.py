@@ -129,6 +129,9 @@ def _configure_serve(p: argparse.ArgumentParser) -> None:
     c.add_argument(
         "--advertise", metavar="HOST", help="host other nodes and clients are given (containers)"
     )
+    c.add_argument(
+        "--tunnel", metavar="HOST:PORT", help="tunnel (node-to-node QUIC) address; needs TLS"
+    )
     c.add_argument("--tls-ca", metavar="FILE", help="the cluster CA certificate (PEM)")
     c.add_argument("--tls-cert", metavar="FILE", help="this node's certificate (PEM)")
     c.add_argument("--tls-key", metavar="FILE", help="this node's private key (PEM)")
@@ -144,6 +147,8 @@ def _cluster_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if args.gossip:
         out["gossip_host"], out["gossip_port"] = parse_hostport(args.gossip)
+    if args.tunnel:
+        out["tunnel_host"], out["tunnel_port"] = parse_hostport(args.tunnel)
     if args.join:
         out["join"] = tuple(args.join)
     for flag in ("advertise", "tls_ca", "tls_cert", "tls_key", "insecure_cluster"):

@@ -1,0 +1,215 @@
+"""Calls between nodes: a handler on one node runs a request on a node of another replica set.
+
+The caller picks an alive member of the replica set from the cluster membership and sends a
+Go Rony ``TunnelMessage`` (SenderID, SenderReplicaSet, Store, Envelope) over the tunnel; the
+callee runs it through the same dispatch pipeline as a gateway request, with kind TUNNEL
+(``rony_internal`` methods are reachable this way only), and answers one TunnelMessage whose
+Envelope is the reply, or a MessageContainer when the handler pushed several (Go Rony
+panicked on that). An Error reply raises the ``rony.core.errors`` class of its code.
+
+Cancellation: a caller that is cancelled (its own handler_timeout, its client gone) cancels
+the remote request too (the tunnel sends a cancel frame). Go Rony's tunnel had a fixed 3 s
+read deadline and no cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import random
+import secrets
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from google.protobuf.message import Message
+
+from rony.core import (
+    C_Error,
+    C_MessageContainer,
+    Kind,
+    MessageContainer,
+    MessageEnvelope,
+    envelope,
+    message_id,
+    registry,
+    unwrap,
+)
+from rony.core.errors import (
+    InternalError,
+    RequestTimeoutError,
+    RonyError,
+    UnavailableError,
+    from_wire,
+)
+from rony.core.pb.msg_pb2 import Error, KeyValue
+from rony.server.pb.imsg_pb2 import TunnelMessage
+
+if TYPE_CHECKING:
+    from rony.server._edge import Edge
+    from rony.server.cluster._cluster import ClusterMember
+    from rony.server.tunnel import Peer
+
+__all__ = ["TunnelConn", "call_remote", "serve_tunnel"]
+
+M = TypeVar("M", bound=Message)
+
+_conn_ids = itertools.count(2_000_000_000)
+# A member whose tunnel failed a call goes to the back of the line for this long (seconds),
+# so calls do not keep waiting on a peer the gossip has not declared dead yet.
+PENALTY = 10.0
+
+
+class TunnelConn:
+    """The Conn of a tunnel request: not persistent (replies are buffered and sent back as
+    one TunnelMessage); its values are the request's Store key/values; ``client_ip`` is the
+    calling node's address and ``peer`` its verified certificate name."""
+
+    __slots__ = ("_conn_id", "_ip", "_values", "peer")
+
+    def __init__(self, peer: str, address: str, values: Mapping[str, Any]) -> None:
+        self._conn_id = next(_conn_ids)
+        self._ip = address.rpartition(":")[0].strip("[]")
+        self._values = dict(values)
+        self.peer = peer
+
+    @property
+    def conn_id(self) -> int:
+        return self._conn_id
+
+    @property
+    def client_ip(self) -> str:
+        return self._ip
+
+    @property
+    def persistent(self) -> bool:
+        return False
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values.get(key, default)
+
+    def set(self, key: str, value: Any) -> None:
+        self._values[key] = value
+
+    def send(self, env: MessageEnvelope) -> None:  # never called: the conn is not persistent
+        raise RuntimeError("a tunnel conn is not persistent")
+
+
+def _one_envelope(replies: Sequence[MessageEnvelope]) -> MessageEnvelope:
+    if len(replies) == 1:
+        return replies[0]
+    return envelope(MessageContainer(Length=len(replies), Envelopes=list(replies)))
+
+
+async def serve_tunnel(edge: Edge, msg: TunnelMessage, peer: Peer) -> TunnelMessage:
+    """The tunnel's handler on the callee: dispatch the envelope as a TUNNEL request."""
+    values = {kv.Key: kv.Value for kv in msg.Store}
+    conn = TunnelConn(peer.name, peer.address, values)
+    replies = await edge.dispatcher.dispatch(conn, msg.Envelope, kind=Kind.TUNNEL)
+    return TunnelMessage(
+        SenderID=edge.server_id.encode(),
+        SenderReplicaSet=edge.replica_set,
+        Envelope=_one_envelope(replies),
+    )
+
+
+def _targets(edge: Edge, replica_set: int, server_id: str | None) -> list[ClusterMember]:
+    """Members to try, best first: the named one, or the alive members of the replica set
+    in random order, those whose tunnel failed in the last ``PENALTY`` seconds last, and this
+    node after the others (a local call needs no tunnel, but a busy replica set should not
+    always land on the caller)."""
+    cluster = edge.cluster
+    if cluster is None:
+        raise UnavailableError("TUNNEL", "this node runs no cluster (--gossip)")
+    if server_id is not None:
+        member = cluster.member_by_id(server_id)
+        if member is None:
+            raise UnavailableError("MEMBER", f"no live member {server_id!r}")
+        return [member]
+    members = [m for m in cluster.members_by_replica_set(replica_set) if m.state == "alive"]
+    if not members:
+        raise UnavailableError("REPLICA_SET", f"no live member of replica set {replica_set}")
+    random.shuffle(members)
+    now = asyncio.get_running_loop().time()
+    failed = edge._remote_failures
+
+    def rank(m: ClusterMember) -> tuple[bool, bool]:
+        recent = now - failed.get(m.server_id, -PENALTY) < PENALTY
+        return recent, m.server_id == edge.server_id
+
+    members.sort(key=rank)
+    return members
+
+
+async def call_remote(
+    edge: Edge,
+    replica_set: int,
+    env: MessageEnvelope,
+    *,
+    timeout: float,  # noqa: ASYNC109 - the tunnel call's own deadline
+    attempts: int = 1,
+    retry_wait: float = 0.0,
+    server_id: str | None = None,
+    store: Mapping[str, str] | None = None,
+) -> list[MessageEnvelope]:
+    """Send ``env`` to a member of ``replica_set`` (or to ``server_id``) and return its
+    replies. Up to ``attempts`` tries, each on the next member (round the list), ``retry_wait``
+    seconds apart, while the tunnel fails (a member unreachable, dead mid-call, or silent past
+    ``timeout``); an answer, even an Error, ends the tries. The request id stays the same."""
+    members = _targets(edge, replica_set, server_id)
+    msg = TunnelMessage(
+        SenderID=edge.server_id.encode(),
+        SenderReplicaSet=edge.replica_set,
+        Store=[KeyValue(Key=k, Value=v) for k, v in (store or {}).items()],
+        Envelope=env,
+    )
+    last: RonyError | None = None
+    for i, member in enumerate(itertools.islice(itertools.cycle(members), max(1, attempts))):
+        if i and retry_wait > 0:
+            await asyncio.sleep(retry_wait)
+        if member.server_id == edge.server_id:
+            conn = TunnelConn(edge.server_id, "127.0.0.1:0", store or {})
+            return await edge.dispatcher.dispatch(conn, env, kind=Kind.TUNNEL)
+        if edge.tunnel is None:
+            raise UnavailableError("TUNNEL", "this node runs no tunnel (--tunnel)")
+        if not member.tunnel_addrs:
+            last = UnavailableError("TUNNEL", f"member {member.server_id} has no tunnel")
+            continue
+        try:
+            reply = await edge.tunnel.call(member.tunnel_addrs[0], msg, timeout=timeout)
+        except (UnavailableError, RequestTimeoutError) as exc:  # the next member
+            edge._remote_failures[member.server_id] = asyncio.get_running_loop().time()
+            last = exc
+            continue
+        out = reply.Envelope
+        if out.Constructor == C_MessageContainer:
+            return list(unwrap(out, MessageContainer).Envelopes)
+        return [out]
+    assert last is not None
+    raise last
+
+
+def reply_of(replies: Sequence[MessageEnvelope], response_class: type[M] | None) -> Any:
+    """The one reply of a remote call, decoded; an Error raises its class."""
+    for env in replies:
+        if env.Constructor == C_Error:
+            err = unwrap(env, Error)
+            raise from_wire(err.Code, err.Items, err.Description)
+    if len(replies) != 1:
+        raise InternalError("TUNNEL", f"expected one reply, got {len(replies)}")
+    env = replies[0]
+    if response_class is None:
+        return unwrap(env)
+    if env.Constructor != message_id(response_class.DESCRIPTOR.name):
+        name = registry.name_of(env.Constructor)
+        raise InternalError(
+            "TUNNEL",
+            f"the reply is {name or env.Constructor}, not the {response_class.__name__} expected",
+        )
+    return unwrap(env, response_class)
+
+
+def request_envelope(
+    constructor: int, message: Message, header: Mapping[str, str] | None
+) -> MessageEnvelope:
+    request_id = secrets.randbits(63) or 1
+    return envelope(message, request_id, constructor=constructor, header=header or {})
