@@ -147,3 +147,12 @@ def test_rony_serve_says_listening_on_once(tmp_path: Path) -> None:
     assert (out + err).count("listening on") == 0  # the one was the line _wait_url read
     assert "(replica set 0, app 'echo') started" in err  # the log keeps the node's identity
     assert "stopped" in err
+
+
+def test_rony_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from rony.server import __version__
+
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert capsys.readouterr().out == f"rony {__version__}\n"

@@ -327,6 +327,9 @@ def _load_plugins() -> None:
 def build_parser() -> argparse.ArgumentParser:
     _load_plugins()
     parser = argparse.ArgumentParser(prog="rony", description="Rony for Python")
+    from rony.server import __version__
+
+    parser.add_argument("--version", action="version", version=f"rony {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for cmd in SUBCOMMANDS.values():
         p = sub.add_parser(cmd.name, help=cmd.help, description=cmd.help)
