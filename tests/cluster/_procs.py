@@ -54,6 +54,8 @@ class Node:
         cert_name: str | None = None,
         replica_set: int = 0,
         extra: Iterable[str] = (),
+        app: str = APP,
+        tunnel: bool = False,
     ) -> None:
         self.name = name
         args = [
@@ -61,7 +63,7 @@ class Node:
             "-m",
             "rony.server.cli",
             "serve",
-            APP,
+            app,
             "--gateway",
             "127.0.0.1:0",
             "--gossip",
@@ -75,6 +77,8 @@ class Node:
         ]
         for seed in seeds:
             args += ["--join", seed]
+        if tunnel:
+            args += ["--tunnel", "127.0.0.1:0"]
         if certs is not None:
             cn = cert_name or name
             args += ["--tls-ca", str(certs / "ca.pem")]
