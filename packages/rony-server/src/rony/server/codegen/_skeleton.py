@@ -80,7 +80,8 @@ dependencies = [
 ]
 
 [project.optional-dependencies]
-test = ["pytest>=8", "pytest-asyncio>=1.2"]
+# mypy --strict needs types-protobuf for the generated *_pb2.pyi.
+test = ["pytest>=8", "pytest-asyncio>=1.2", "mypy>=1.15", "types-protobuf>=6.30"]
 
 [tool.hatch.build.targets.wheel]
 packages = ["{package}"]
@@ -90,18 +91,30 @@ testpaths = ["tests"]
 pythonpath = ["."]
 asyncio_mode = "auto"
 asyncio_default_fixture_loop_scope = "function"
+
+[tool.mypy]
+strict = true
+exclude = ['_pb2\\.py$']
 """,
         "README.md": f"""\
 # {name}
 
 A [Rony](https://github.com/ronaksoft/rony) service in Python.
 
+In a virtual environment that has Rony (Rony for Python is installed from its repository, see
+its README: `pip install ./packages/rony-core ./packages/rony-store ./packages/rony-server
+./packages/rony-client` in a clone), from this folder:
+
 ```sh
-rony gen        # {package}/service.proto -> service_pb2.py, service_pb2.pyi, service_rony.py
-pytest          # in-process, over a socket, and through REST
+python -m pip install -e ".[test]"   # this project, pytest and mypy
+rony gen                # {package}/service.proto -> service_pb2.py, service_pb2.pyi, service_rony.py
+python -m pytest        # in-process, over a socket, and through REST
+mypy .                  # --strict (pyproject.toml)
 rony serve {package}.service:app --gateway 127.0.0.1:8080
 curl 'http://127.0.0.1:8080/echo/7?text=hello'
 ```
+
+`python -m pytest` rather than `pytest`: it is the environment's pytest, the one that sees Rony.
 
 Edit `{package}/service.proto` (messages, RPCs, `rony_rest` routes), run `rony gen` again, and
 implement the new methods in `{package}/service.py`: `{service}Base` lists them, typed.

@@ -96,10 +96,11 @@ def _run_new(args: argparse.Namespace) -> int:
         print(f"rony new: {exc}", file=sys.stderr)
         return 1
     package, _ = project_names(args.name)
-    print(f"created {_rel(root)}; next:")
+    print(f"created {_rel(root)}; next, in the virtual environment that has rony:")
     print(f"  cd {_rel(root)}")
+    print('  python -m pip install -e ".[test]"')
     print("  rony gen")
-    print("  pytest")
+    print("  python -m pytest")
     print(f"  rony serve {package}.service:app --gateway 127.0.0.1:8080")
     return 0
 
