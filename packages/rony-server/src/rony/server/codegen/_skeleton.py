@@ -106,10 +106,10 @@ its README: `pip install ./packages/rony-core ./packages/rony-store ./packages/r
 ./packages/rony-client` in a clone), from this folder:
 
 ```sh
-python -m pip install -e ".[test]"   # this project, pytest and mypy
-rony gen                # {package}/service.proto -> service_pb2.py, service_pb2.pyi, service_rony.py
-python -m pytest        # in-process, over a socket, and through REST
-mypy .                  # --strict (pyproject.toml)
+python -m pip install -e ".[test]"  # this project, pytest and mypy
+rony gen               # {package}/service.proto -> service_pb2.py(i), service_rony.py
+python -m pytest       # in-process, over a socket, and through REST
+mypy .                 # --strict (pyproject.toml)
 rony serve {package}.service:app --gateway 127.0.0.1:8080
 curl 'http://127.0.0.1:8080/echo/7?text=hello'
 ```
