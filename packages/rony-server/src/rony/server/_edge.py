@@ -335,6 +335,12 @@ class Edge:
 
         self.tunnel = Tunnel(self._cluster_tls, handler)
         self._tunnel_bound = await self.tunnel.start(s.tunnel_host, s.tunnel_port)
+        log.info(
+            "tunnel: node %s serves QUIC with mutual TLS at %s (advertised %s)",
+            s.server_id,
+            hostport(*self._tunnel_bound),
+            ", ".join(self.tunnel_addrs),
+        )
 
     @property
     def tunnel_addrs(self) -> list[str]:
