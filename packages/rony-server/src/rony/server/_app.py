@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from rony.core import RequestCtx, registry
+from rony.core import Conn, RequestCtx, registry
 
 if TYPE_CHECKING:
     from rony.server._edge import Edge
@@ -25,6 +25,8 @@ Handler = Callable[[RequestCtx], Awaitable[None]]
 """A handler: ``async def h(ctx: RequestCtx) -> None``; it answers by pushing on ``ctx``."""
 
 Hook = Callable[["Edge"], Awaitable[None]]
+# Called with the WebSocket's Conn (conn_id, client_ip, get/set of its values).
+ConnHook = Callable[[Conn], Awaitable[None]]
 """A startup or shutdown hook: ``async def hook(edge) -> None``."""
 
 # Not OPTIONS: the gateway answers every OPTIONS request as a CORS preflight (as Go Rony), so
@@ -126,6 +128,8 @@ class App:
         self.routes: list[RestRoute] = []
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
+        self.connect_hooks: list[ConnHook] = []
+        self.disconnect_hooks: list[ConnHook] = []
 
     def __repr__(self) -> str:
         return f"App({self.name!r}, {len(self.handlers)} handlers, {len(self.routes)} routes)"
@@ -252,6 +256,19 @@ class App:
     def on_shutdown(self, fn: Hook) -> Hook:
         """Register ``async def fn(edge)`` to run when the Edge stops (usable as a decorator)."""
         self.shutdown_hooks.append(fn)
+        return fn
+
+    def on_connect(self, fn: ConnHook) -> ConnHook:
+        """Register ``async def fn(conn)`` to run when a WebSocket opens, before its first
+        request is read (usable as a decorator). If it raises, the connection is closed with
+        1011 and the error logged."""
+        self.connect_hooks.append(fn)
+        return fn
+
+    def on_disconnect(self, fn: ConnHook) -> ConnHook:
+        """Register ``async def fn(conn)`` to run once a WebSocket whose connect hooks passed
+        has closed (usable as a decorator); an error is logged."""
+        self.disconnect_hooks.append(fn)
         return fn
 
     def entry(self, constructor: int) -> HandlerEntry | None:

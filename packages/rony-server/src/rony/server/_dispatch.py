@@ -166,6 +166,9 @@ class Dispatcher:
         self.settings = settings
         self.services = services
         self.builtins: dict[int, HandlerEntry] = dict(builtins or {})
+        # One DEBUG line per request when the "rony.server" logger is at DEBUG (`rony serve
+        # --log-level debug`): read here and when the gateway starts, not per request.
+        self.log_requests = log.isEnabledFor(logging.DEBUG)
         # handler_timeout bookkeeping: task -> deadline of the chain it runs, and the tasks
         # the sweeper cancelled (see _execute).
         self._watched: dict[asyncio.Task[Any], float] = {}
@@ -329,7 +332,14 @@ class Dispatcher:
                 # An internal (rony_internal) method is refused from the gateway, and looks the
                 # same as an unknown one. Go Rony never enforced it (inventory §14 weakness 1).
                 ctx.push_error(InvalidError("HANDLER", f"no handler for {constructor}"))
+                if self.log_requests:
+                    log.debug("conn %s request %d: no handler for %d", ctx.conn_id,
+                              ctx.request_id, constructor)  # fmt: skip
                 return dctx.drain() if drain and dctx.buffer else []
+            if self.log_requests:
+                log.debug("conn %s request %d: %s (%d) from %s", ctx.conn_id, ctx.request_id,
+                          f"{entry.service}.{entry.method}" if entry.method else "handler",
+                          constructor, ctx.conn.client_ip)  # fmt: skip
             limit = self.settings.handler_timeout
             outer: float | None = None
             watched = self._watched

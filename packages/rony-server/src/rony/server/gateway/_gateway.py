@@ -184,6 +184,7 @@ class Gateway:
 
     async def start(self) -> tuple[str, int]:
         s = self.settings
+        self.dispatcher.log_requests = log.isEnabledFor(logging.DEBUG)
         self._loop = asyncio.get_running_loop()
         self._clock = loop_clock(self._loop)
         self._server = _Server(
@@ -558,6 +559,10 @@ class Gateway:
             s.write_queue_size,
             compress=s.ws_compress,
         )
+        app = self.dispatcher.app
+        if app.connect_hooks and not await self._connected(conn, app.connect_hooks):
+            await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"connect hook failed")
+            return ws
         self.ws_conns[conn.conn_id] = conn
         idle = _IdleTimer(conn, s.idle_timeout)
         feed = _FeedParser.install(request, ws, self, conn) if s.ws_inline_dispatch else None
@@ -577,7 +582,22 @@ class Gateway:
             self.ws_conns.pop(conn.conn_id, None)
             self._ws_handlers.discard(task)
             await conn.finish()
+            for hook in app.disconnect_hooks:
+                try:
+                    await hook(conn)
+                except Exception:
+                    log.exception("conn %s: disconnect hook %r failed", conn.conn_id, hook)
         return ws
+
+    async def _connected(self, conn: WSConn, hooks: list[Any]) -> bool:
+        """Run the app's connect hooks; False (logged) when one raised."""
+        for hook in hooks:
+            try:
+                await hook(conn)
+            except Exception:
+                log.exception("conn %s: connect hook %r failed; closing", conn.conn_id, hook)
+                return False
+        return True
 
     # WebSocket workers. Each connection has a few worker tasks; exactly one of them, the
     # reader, holds the reader role (``conn.role``) at a time. Each frame's dispatch runs at
