@@ -10,7 +10,7 @@ from google.protobuf.compiler import plugin_pb2
 
 from rony.core import crc64_iso, message_id, method_id
 from rony.server.codegen._model import build_model
-from rony.server.codegen._names import docstring_lines, module_of, snake_case
+from rony.server.codegen._names import docstring_lines, module_of, snake_case, tunnel_function
 from rony.server.codegen.plugin import generate
 from tests.codegen._util import request_for
 
@@ -92,6 +92,28 @@ def test_internal_methods_get_no_client_stub_and_no_client_services_none(tmp_pat
     assert "internal=True" in out.content
 
 
+def test_every_method_gets_a_tunnel_helper_internal_and_no_client_ones_too(
+    tmp_path: Path,
+) -> None:
+    [out] = generate(request_for(["kitchen/sink.proto"], tmp_path)).file
+    helpers = set(re.findall(r"^async def (tunnel_\w+)\(", out.content, re.M))
+    assert helpers == {
+        "tunnel_store_get_http_status",
+        "tunnel_store_import",
+        "tunnel_store_list",
+        "tunnel_store_reset",  # internal: the tunnel is its only way in
+        "tunnel_store_check",
+        "tunnel_store_page_of",
+        "tunnel_admin_drop",  # rony_no_client drops client stubs, not node-to-node calls
+    }
+    reset = out.content[out.content.index("async def tunnel_store_reset(") :]
+    reset = reset[: reset.index("\n\n\n")]
+    assert "caller: RemoteCaller," in reset
+    assert ") -> Empty:" in reset
+    call = "return await caller.execute_remote(\n        replica_set,\n        C_StoreReset,"
+    assert call in reset
+
+
 def test_runtime_imports_are_rony_core_and_pb2_only(tmp_path: Path) -> None:
     [out] = generate(request_for(["kitchen/sink.proto"], tmp_path)).file
     top_level, _, _ = out.content.partition("if TYPE_CHECKING:")
@@ -128,6 +150,18 @@ def test_runtime_imports_are_rony_core_and_pb2_only(tmp_path: Path) -> None:
 )
 def test_snake_case(name: str, snake: str) -> None:
     assert snake_case(name) == snake
+
+
+@pytest.mark.parametrize(
+    ("service", "method", "name"),
+    [
+        ("Sample", "Echo", "tunnel_sample_echo"),
+        ("Store", "GetHTTPStatus", "tunnel_store_get_http_status"),
+        ("Import", "Async", "tunnel_import_async"),  # no keyword escape behind a prefix
+    ],
+)
+def test_tunnel_function(service: str, method: str, name: str) -> None:
+    assert tunnel_function(service, method) == name
 
 
 def test_module_of_follows_protoc() -> None:
@@ -327,6 +361,18 @@ def test_methods_that_snake_case_alike_are_refused(tmp_path: Path) -> None:
     )
     assert "rpc S.Get_X and rpc S.GetX both become the Python method 'get_x'" in _error(
         tmp_path, {"m.proto": proto}
+    )
+
+
+def test_methods_with_one_tunnel_helper_name_are_refused(tmp_path: Path) -> None:
+    # Different ids (Foo_BarBaz, FooBarBaz), one helper name.
+    proto = (
+        HEADER + "package m;\nservice Foo_Bar {\n  rpc Baz (R) returns (R);\n}\n"
+        "service Foo {\n  rpc BarBaz (R) returns (R);\n}\nmessage R {}\n"
+    )
+    error = _error(tmp_path, {"m.proto": proto})
+    assert error == (
+        "m.proto:7:1: rpc Foo_Bar.Baz and rpc Foo.BarBaz both generate 'tunnel_foo_bar_baz'"
     )
 
 

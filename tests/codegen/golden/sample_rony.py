@@ -2,7 +2,7 @@
 # source: sample.proto
 # Edit the .proto file and run `rony gen` again instead.
 """Rony glue for the .proto file named above: constructor ids, service base classes,
-handler registration and client stubs."""
+handler registration, client stubs and tunnel helpers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import abc
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, cast
 
-from rony.core import RequestCtx, registry
+from rony.core import RemoteCaller, RequestCtx, registry
 
 # isort: split
 from sample_pb2 import EchoRequest, EchoResponse
@@ -27,6 +27,7 @@ __all__ = [
     "SampleClient",
     "SampleSyncClient",
     "register_sample",
+    "tunnel_sample_echo",
 ]
 
 
@@ -148,3 +149,25 @@ class SampleSyncClient:
             header=header,
             timeout=timeout,
         )
+
+
+async def tunnel_sample_echo(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: EchoRequest,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> EchoResponse:
+    """Call Sample.Echo on an alive node of ``replica_set`` (or the node ``server_id``)
+    through the tunnel. ``caller``: the running RequestCtx, or an Edge. An Error
+    reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_SampleEcho,
+        req,
+        EchoResponse,
+        timeout=timeout,
+        server_id=server_id,
+    )

@@ -2,7 +2,7 @@
 # source: cgcalc/calc.proto
 # Edit the .proto file and run `rony gen` again instead.
 """Rony glue for the .proto file named above: constructor ids, service base classes,
-handler registration and client stubs."""
+handler registration, client stubs and tunnel helpers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import abc
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, cast
 
-from rony.core import RequestCtx, registry
+from rony.core import RemoteCaller, RequestCtx, registry
 
 # isort: split
 from cgcalc.calc_pb2 import CalcOperands, CalcResult
@@ -29,6 +29,9 @@ __all__ = [
     "CalcClient",
     "CalcSyncClient",
     "register_calc",
+    "tunnel_calc_add",
+    "tunnel_calc_div",
+    "tunnel_calc_reset",
 ]
 
 
@@ -242,3 +245,75 @@ class CalcSyncClient:
             header=header,
             timeout=timeout,
         )
+
+
+async def tunnel_calc_add(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: CalcOperands,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> CalcResult:
+    """Add adds two numbers.
+
+    Call Calc.Add on an alive node of ``replica_set`` (or the node ``server_id``)
+    through the tunnel. ``caller``: the running RequestCtx, or an Edge. An Error
+    reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_CalcAdd,
+        req,
+        CalcResult,
+        timeout=timeout,
+        server_id=server_id,
+    )
+
+
+async def tunnel_calc_div(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: CalcOperands,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> CalcResult:
+    """Div divides a by b; dividing by zero is an error.
+
+    Call Calc.Div on an alive node of ``replica_set`` (or the node ``server_id``)
+    through the tunnel. ``caller``: the running RequestCtx, or an Edge. An Error
+    reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_CalcDiv,
+        req,
+        CalcResult,
+        timeout=timeout,
+        server_id=server_id,
+    )
+
+
+async def tunnel_calc_reset(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: CalcOperands,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> CalcResult:
+    """Reset may only be called by other nodes.
+
+    Call Calc.Reset on an alive node of ``replica_set`` (or the node ``server_id``)
+    through the tunnel. ``caller``: the running RequestCtx, or an Edge. An Error
+    reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_CalcReset,
+        req,
+        CalcResult,
+        timeout=timeout,
+        server_id=server_id,
+    )

@@ -2,7 +2,7 @@
 # source: kitchen/only_enum.proto
 # Edit the .proto file and run `rony gen` again instead.
 """Rony glue for the .proto file named above: constructor ids, service base classes,
-handler registration and client stubs."""
+handler registration, client stubs and tunnel helpers."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 # source: kitchen/sink.proto
 # Edit the .proto file and run `rony gen` again instead.
 """Rony glue for the .proto file named above: constructor ids, service base classes,
-handler registration and client stubs."""
+handler registration, client stubs and tunnel helpers."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import abc
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Final, cast
 
-from rony.core import RequestCtx, registry
+from rony.core import RemoteCaller, RequestCtx, registry
 
 # isort: split
 from google.protobuf.empty_pb2 import Empty
@@ -50,6 +50,13 @@ __all__ = [
     "register_admin",
     "register_nothing",
     "register_store",
+    "tunnel_admin_drop",
+    "tunnel_store_check",
+    "tunnel_store_get_http_status",
+    "tunnel_store_import",
+    "tunnel_store_list",
+    "tunnel_store_page_of",
+    "tunnel_store_reset",
 ]
 
 
@@ -462,6 +469,147 @@ class StoreSyncClient:
         )
 
 
+async def tunnel_store_get_http_status(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: Empty,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> Status:
+    """GetHTTPStatus reports the "status".
+
+    Call Store.GetHTTPStatus on an alive node of ``replica_set`` (or the node
+    ``server_id``) through the tunnel. ``caller``: the running RequestCtx, or an
+    Edge. An Error reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_StoreGetHTTPStatus,
+        req,
+        Status,
+        timeout=timeout,
+        server_id=server_id,
+    )
+
+
+async def tunnel_store_import(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: Item,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> Item:
+    """Import is a Python keyword; its route binds the path parameter to the field of
+    its name.
+
+    Call Store.Import on an alive node of ``replica_set`` (or the node ``server_id``)
+    through the tunnel. ``caller``: the running RequestCtx, or an Edge. An Error
+    reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_StoreImport,
+        req,
+        Item,
+        timeout=timeout,
+        server_id=server_id,
+    )
+
+
+async def tunnel_store_list(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: ListRequest,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> ListRequest.Result:
+    """Call Store.List on an alive node of ``replica_set`` (or the node ``server_id``)
+    through the tunnel. ``caller``: the running RequestCtx, or an Edge. An Error
+    reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_StoreList,
+        req,
+        ListRequest.Result,
+        timeout=timeout,
+        server_id=server_id,
+    )
+
+
+async def tunnel_store_reset(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: Empty,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> Empty:
+    """Reset is for other nodes only (tunnel); clients get no stub for it.
+
+    Call Store.Reset on an alive node of ``replica_set`` (or the node ``server_id``)
+    through the tunnel. ``caller``: the running RequestCtx, or an Edge. An Error
+    reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_StoreReset,
+        req,
+        Empty,
+        timeout=timeout,
+        server_id=server_id,
+    )
+
+
+async def tunnel_store_check(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: Client_,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> Mapping_:
+    """Check takes messages named like generated names.
+
+    Call Store.Check on an alive node of ``replica_set`` (or the node ``server_id``)
+    through the tunnel. ``caller``: the running RequestCtx, or an Edge. An Error
+    reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_StoreCheck,
+        req,
+        Mapping_,
+        timeout=timeout,
+        server_id=server_id,
+    )
+
+
+async def tunnel_store_page_of(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: Page,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> Page:
+    """Call Store.PageOf on an alive node of ``replica_set`` (or the node ``server_id``)
+    through the tunnel. ``caller``: the running RequestCtx, or an Edge. An Error
+    reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_StorePageOf,
+        req,
+        Page,
+        timeout=timeout,
+        server_id=server_id,
+    )
+
+
 class AdminBase(abc.ABC):
     """Admin has no client stubs.
 
@@ -501,6 +649,28 @@ def register_admin(app: App | Edge, impl: AdminBase, *pre_handlers: Handler) -> 
         service="Admin",
         method="Drop",
         internal=False,
+    )
+
+
+async def tunnel_admin_drop(
+    caller: RemoteCaller,
+    replica_set: int,
+    req: Item,
+    *,
+    timeout: float | None = None,  # noqa: ASYNC109
+    server_id: str | None = None,
+) -> Empty:
+    """Call Admin.Drop on an alive node of ``replica_set`` (or the node ``server_id``)
+    through the tunnel. ``caller``: the running RequestCtx, or an Edge. An Error
+    reply raises its ``rony.core.errors`` class.
+    """
+    return await caller.execute_remote(
+        replica_set,
+        C_AdminDrop,
+        req,
+        Empty,
+        timeout=timeout,
+        server_id=server_id,
     )
 
 

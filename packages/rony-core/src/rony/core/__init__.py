@@ -52,6 +52,7 @@ from rony.core._messages import (
     C_Pong,
     C_Redirect,
 )
+from rony.core._remote import RemoteCaller
 from rony.core.errors import RonyError
 from rony.core.pb.msg_pb2 import (
     Edge,
@@ -106,6 +107,7 @@ __all__ = [
     "Redirect",
     "RedirectReason",
     "Registry",
+    "RemoteCaller",
     "RequestCtx",
     "RonyError",
     "Services",

@@ -21,7 +21,7 @@ from google.protobuf.message import Message
 from rony.core import message_id, method_id
 from rony.core.pb import msg_pb2, options_pb2
 
-from ._names import module_of, snake_case
+from ._names import module_of, snake_case, tunnel_function
 
 __all__ = [
     "FileModel",
@@ -412,7 +412,8 @@ def _file(
 
 
 def _check_names(locs: _Locations, services: list[ServiceModel], problems: list[str]) -> None:
-    """Two services must not generate the same Python name (``FooBar`` vs ``Foo_Bar``)."""
+    """Two services must not generate the same Python name (``FooBar`` vs ``Foo_Bar``), nor two
+    methods the same tunnel helper (``FooBar.Baz`` and ``Foo.BarBaz``: ``tunnel_foo_bar_baz``)."""
     owners: dict[str, str] = {}
     for si, s in enumerate(services):
         names = [f"{s.name}Base", f"register_{s.snake}", f"{s.name}Client", f"{s.name}SyncClient"]
@@ -423,6 +424,14 @@ def _check_names(locs: _Locations, services: list[ServiceModel], problems: list[
                     f"{where}: services {owners[name]} and {s.name} both generate {name!r}"
                 )
             owners[name] = s.name
+    helpers: dict[str, str] = {}
+    for si, s in enumerate(services):
+        for m in s.methods:
+            name, label = tunnel_function(s.name, m.name), f"{s.name}.{m.name}"
+            first = helpers.setdefault(name, label)
+            if first != label:
+                where = locs.where((_SERVICE, si))
+                problems.append(f"{where}: rpc {first} and rpc {label} both generate {name!r}")
 
 
 def _check_routes(routes: list[tuple[MethodModel, str, str]], problems: list[str]) -> None:

@@ -6,17 +6,26 @@ import keyword
 import re
 import textwrap
 
-__all__ = ["docstring_lines", "module_of", "safe_identifier", "snake_case"]
+__all__ = ["docstring_lines", "module_of", "safe_identifier", "snake_case", "tunnel_function"]
 
 _ACRONYM = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 
 
+def _snake(name: str) -> str:
+    s = _CAMEL.sub(r"\1_\2", _ACRONYM.sub(r"\1_\2", name)).lower()
+    return re.sub(r"_+", "_", s)
+
+
 def snake_case(name: str) -> str:
     """``GetHTTPResponse`` -> ``get_http_response``; ``Echo`` -> ``echo``; keywords get a ``_``."""
-    s = _CAMEL.sub(r"\1_\2", _ACRONYM.sub(r"\1_\2", name)).lower()
-    s = re.sub(r"_+", "_", s)
-    return safe_identifier(s)
+    return safe_identifier(_snake(name))
+
+
+def tunnel_function(service: str, method: str) -> str:
+    """The generated node-to-node helper of an RPC: ``Sample``, ``Echo`` -> ``tunnel_sample_echo``
+    (Go Rony's ``TunnelRequestSampleEcho``). The prefix keeps it clear of keywords."""
+    return f"tunnel_{_snake(service)}_{_snake(method)}"
 
 
 def safe_identifier(name: str) -> str:

@@ -8,7 +8,8 @@ reader's configuration counts ``rony`` or the user's package as first- or third-
 
 Runtime imports are rony.core and the ``_pb2`` modules only: a client-only program (rony-core +
 rony-client) imports the generated module without rony.server; server and client types are
-named under ``TYPE_CHECKING``.
+named under ``TYPE_CHECKING``. The node-to-node helpers (``tunnel_<service>_<method>``) take a
+``rony.core.RemoteCaller`` (a RequestCtx or an Edge) for the same reason.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 from collections.abc import Iterable
 
 from ._model import FileModel, MessageRef, MethodModel, ServiceModel
-from ._names import docstring_lines
+from ._names import docstring_lines, tunnel_function
 from ._version import GENERATOR_VERSION
 
 __all__ = ["render"]
@@ -36,6 +37,7 @@ _RESERVED = frozenset(
         "TYPE_CHECKING",
         "Mapping",
         "RequestCtx",
+        "RemoteCaller",
         "registry",
         "App",
         "Edge",
@@ -60,6 +62,9 @@ _RESERVED = frozenset(
         "client",
         "header",
         "timeout",
+        "caller",
+        "replica_set",
+        "server_id",
     }
 )
 
@@ -126,6 +131,7 @@ class _Imports:
             taken.update({f"{s.name}Client", f"{s.name}SyncClient"})
             taken.update(f"C_{s.name}{m.name}" for m in s.methods)
             taken.update(f"handle_{m.py_name}" for m in s.methods)
+            taken.update(tunnel_function(s.name, m.name) for m in s.methods)
         self._taken = taken
         self._local: dict[tuple[str, str], str] = {}  # (module, top-level class) -> local name
         self._bound: dict[str, tuple[str, str]] = {}
@@ -172,7 +178,7 @@ def _header(model: FileModel) -> list[str]:
         f"# source: {model.proto}",
         "# Edit the .proto file and run `rony gen` again instead.",
         '"""Rony glue for the .proto file named above: constructor ids, service base classes,',
-        'handler registration and client stubs."""',
+        'handler registration, client stubs and tunnel helpers."""',
     ]
 
 
@@ -332,6 +338,41 @@ def _client(s: ServiceModel, imp: _Imports, *, sync: bool) -> list[str]:
     return out
 
 
+def _tunnel(s: ServiceModel, m: MethodModel, imp: _Imports) -> list[str]:
+    """Go Rony's ``TunnelRequest<Service><Method>``: one typed node-to-node call, written for
+    every method (internal ones most of all: only the tunnel reaches them)."""
+    out = [
+        f"async def {tunnel_function(s.name, m.name)}(",
+        "    caller: RemoteCaller,",
+        "    replica_set: int,",
+        f"    req: {imp.name(m.input)},",
+        "    *,",
+        "    timeout: float | None = None,  # noqa: ASYNC109",
+        "    server_id: str | None = None,",
+        f") -> {imp.name(m.output)}:",
+    ]
+    doc = m.doc + "\n\n" if m.doc else ""
+    doc += (
+        f"Call {s.name}.{m.name} on an alive node of ``replica_set`` (or the node "
+        "``server_id``) through the tunnel. ``caller``: the running RequestCtx, or an Edge. "
+        "An Error reply raises its ``rony.core.errors`` class."
+    )
+    out += _docstring("    ", doc)
+    out += _call(
+        "    ",
+        "return await caller.execute_remote",
+        [
+            "replica_set",
+            f"C_{s.name}{m.name}",
+            "req",
+            imp.name(m.output),
+            "timeout=timeout",
+            "server_id=server_id",
+        ],
+    )
+    return out
+
+
 def render(model: FileModel) -> str:
     """The source of ``model.output``."""
     imp = _Imports(model)
@@ -342,6 +383,7 @@ def render(model: FileModel) -> str:
     for s in services:
         exports += [f"C_{s.name}{m.name}" for m in s.methods]
         exports += [f"{s.name}Base", f"register_{s.snake}"]
+        exports += [tunnel_function(s.name, m.name) for m in s.methods]
         if not s.no_client:
             exports += [f"{s.name}Client", f"{s.name}SyncClient"]
 
@@ -383,6 +425,9 @@ def render(model: FileModel) -> str:
             for sync in (False, True):
                 body += ["", ""]
                 body += _client(s, imp, sync=sync)
+        for m in s.methods:
+            body += ["", ""]
+            body += _tunnel(s, m, imp)
 
     std = []
     if with_methods:
@@ -396,7 +441,7 @@ def render(model: FileModel) -> str:
         typing_names.append("cast")
     if typing_names:
         std.append(f"from typing import {', '.join(typing_names)}")
-    core = ["RequestCtx"] if with_methods else []
+    core = ["RemoteCaller", "RequestCtx"] if with_methods else []
     if model.messages or method_ids:
         core.append("registry")
     blocks = [["from __future__ import annotations"], std]
