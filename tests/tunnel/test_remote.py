@@ -174,8 +174,10 @@ async def test_errors_come_back_as_their_class(tmp_path: Path) -> None:
 
 async def test_many_concurrent_calls_and_a_large_reply(tmp_path: Path) -> None:
     async with nodes(tmp_path) as (a, _b, _c):
+        for server_id in ("b", "c"):  # links up first: this is about loss, not dial time
+            await a.execute_remote(2, C_Where, Ping(), KeyValue, server_id=server_id, timeout=30)
         replies = await asyncio.gather(
-            *(a.execute_remote(2, C_Where, Ping(ID=i), KeyValue) for i in range(1000))
+            *(a.execute_remote(2, C_Where, Ping(ID=i), KeyValue, timeout=60) for i in range(1000))
         )
         assert len(replies) == 1000
         assert {r.Key for r in replies} <= {"b", "c"}
