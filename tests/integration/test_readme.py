@@ -26,7 +26,8 @@ def test_quick_start_is_unchanged() -> None:
 
 def test_install_and_topics_a_user_reaches_for() -> None:
     install = README.split("## Install Rony into your own project", 1)[1].split("\n## ", 1)[0]
-    assert "pip install ./packages/rony-core ./packages/rony-store ./packages/rony-server" in install
+    command = "pip install ./packages/rony-core ./packages/rony-store ./packages/rony-server"
+    assert command in install
     assert 'python -m pip install -e ".[test]"' in install
     assert "pip install rony-client" not in README  # no such distribution on the index
     guide = README.split("## Writing a service", 1)[1].split("\n## ", 1)[0]
@@ -48,7 +49,8 @@ def test_install_and_topics_a_user_reaches_for() -> None:
 def test_benchmark_history_moved_to_benchmarks_readme() -> None:
     assert "| benchmark | ours | baseline | ratio | goal |" in BENCH
     assert "session 6" in BENCH
-    assert "session 6" not in README and "callgrind" not in README
+    assert "session 6" not in README
+    assert "callgrind" not in README
     assert "benchmarks/README.md" in README
     top = README.split("## Benchmarks", 1)[1].split("\n## ", 1)[0]
     assert len(top.splitlines()) < 10
@@ -58,7 +60,10 @@ async def test_the_json_envelope_example_answers_as_shown() -> None:
     m = re.search(r"-d '(\{.*?\})'\n# (\{.*?\})\n", README)
     assert m is not None, "the curl example of a JSON envelope"
     request, expected = json.loads(m.group(1)), json.loads(m.group(2))
-    async with serve(echo_app) as edge, aiohttp.ClientSession() as http:
-        async with http.post(edge.url, json=request) as r:
-            assert r.status == 200
-            assert await r.json() == expected
+    async with (
+        serve(echo_app) as edge,
+        aiohttp.ClientSession() as http,
+        http.post(edge.url, json=request) as r,
+    ):
+        assert r.status == 200
+        assert await r.json() == expected
