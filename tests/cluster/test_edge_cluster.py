@@ -7,11 +7,9 @@ the settings that configure it all.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -32,6 +30,7 @@ from rony.server import App, Edge, EdgeSettings, load_settings
 from rony.server.cluster._ca import make_test_pki
 from rony.server.cluster._swim import GossipConfig, MembershipError
 from rony.server.testing import serve
+from tests.cluster._edges import edges, until
 
 C_Go = method_id("ClusterTest", "Go")  # Ping(ID=rs) -> redirect this request to replica set rs
 
@@ -47,43 +46,11 @@ def build_app() -> App:
     return app
 
 
-async def until(cond: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    """Poll ``cond`` (state the gossip tasks own) until it holds, at most ``limit`` seconds."""
-    try:
-        async with asyncio.timeout(limit):
-            while not cond():  # noqa: ASYNC110 - polls state owned by the gossip tasks
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {limit} s: {what}") from None
-
-
 @contextlib.asynccontextmanager
-async def three_nodes(tmp_path: Path, **extra: Any) -> AsyncIterator[list[Edge]]:
+async def three_nodes(tmp_path: Path) -> AsyncIterator[list[Edge]]:
     """a (replica set 1, the seed), b and c (replica set 2), all mutual TLS."""
-    pki = tmp_path / "pki"
-    make_test_pki(pki, ["a", "b", "c"])
-
-    def tls(name: str) -> dict[str, Any]:
-        return {
-            "server_id": name,
-            "gossip_host": "127.0.0.1",
-            "tls_ca": str(pki / "ca.pem"),
-            "tls_cert": str(pki / f"{name}.pem"),
-            "tls_key": str(pki / f"{name}.key"),
-            **extra,
-        }
-
-    app = build_app()
-    async with serve(app, replica_set=1, **tls("a")) as a:
-        assert a.cluster is not None
-        seed = (a.cluster.advertised,)
-        async with (
-            serve(app, replica_set=2, join=seed, **tls("b")) as b,
-            serve(app, replica_set=2, join=seed, **tls("c")) as c,
-        ):
-            nodes = [a, b, c]
-            await until(lambda: all(len(n.cluster.members()) == 3 for n in nodes), "join")  # type: ignore[union-attr]
-            yield nodes
+    async with edges(tmp_path, build_app(), {"a": 1, "b": 2, "c": 2}) as nodes:
+        yield nodes
 
 
 async def test_membership_api(tmp_path: Path) -> None:

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,8 +25,7 @@ from rony.core import (
 )
 from rony.core import errors as rony_errors
 from rony.server import App, Edge
-from rony.server.cluster._ca import make_test_pki
-from rony.server.testing import serve
+from tests.cluster._edges import edges, until
 
 C_Where = method_id("RemoteTest", "Where")  # Ping -> KeyValue(Key=server id, Value=kind)
 C_Forward = method_id("RemoteTest", "Forward")  # Ping(ID=rs) -> the Where of a node of rs
@@ -87,51 +84,9 @@ def build_app() -> App:
     return app
 
 
-async def until(cond: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    try:
-        async with asyncio.timeout(limit):
-            while not cond():  # noqa: ASYNC110 - polls state owned by the gossip tasks
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {limit} s: {what}") from None
-
-
-@contextlib.asynccontextmanager
-async def nodes(tmp_path: Path) -> AsyncIterator[list[Edge]]:
+def nodes(tmp_path: Path) -> contextlib.AbstractAsyncContextManager[list[Edge]]:
     """a (replica set 1, the seed), b and c (replica set 2), gossip and tunnel over TLS."""
-    pki = tmp_path / "pki"
-    make_test_pki(pki, ["a", "b", "c"])
-
-    def opts(name: str) -> dict[str, Any]:
-        return {
-            "server_id": name,
-            "gossip_host": "127.0.0.1",
-            "tunnel_host": "127.0.0.1",
-            "tls_ca": str(pki / "ca.pem"),
-            "tls_cert": str(pki / f"{name}.pem"),
-            "tls_key": str(pki / f"{name}.key"),
-        }
-
-    app = build_app()
-    async with serve(app, replica_set=1, **opts("a")) as a:
-        assert a.cluster is not None
-        seed = (a.cluster.advertised,)
-        async with (
-            serve(app, replica_set=2, join=seed, **opts("b")) as b,
-            serve(app, replica_set=2, join=seed, **opts("c")) as c,
-        ):
-            edges = [a, b, c]
-
-            def ready() -> bool:
-                return all(
-                    e.cluster is not None
-                    and len(e.cluster.members()) == 3
-                    and all(m.tunnel_addrs for m in e.cluster.members())
-                    for e in edges
-                )
-
-            await until(ready, "the cluster to form with tunnel addresses")
-            yield edges
+    return edges(tmp_path, build_app(), {"a": 1, "b": 2, "c": 2}, tunnel=True)
 
 
 async def test_a_handler_calls_another_replica_set(tmp_path: Path) -> None:
