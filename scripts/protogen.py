@@ -8,8 +8,8 @@ things are kept in step with proto/ the same way:
 
 * the copy of Rony's own protos shipped inside rony-server for `rony gen`
   (packages/rony-server/src/rony/server/codegen/proto/), and
-* the examples' generated code (examples/echo/sample_pb2.py(i), sample_rony.py), made with
-  rony-server's code generator exactly as `rony gen examples/echo/sample.proto` does.
+* the examples' generated code (examples/{echo,redirect}/sample_pb2.py(i), sample_rony.py), made
+  with rony-server's code generator exactly as `rony gen examples/echo/sample.proto` does.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ PROTO = ROOT / "proto"
 CORE_PROTOS = PROTO / "rony" / "core" / "pb"
 CODEGEN = ROOT / "packages" / "rony-server" / "src" / "rony" / "server" / "codegen"
 SHIPPED_PROTOS = CODEGEN / "proto" / "rony" / "core" / "pb"
-EXAMPLE_PROTOS = [ROOT / "examples" / "echo" / "sample.proto"]
+EXAMPLE_PROTOS = [ROOT / "examples" / p / "sample.proto" for p in ("echo", "redirect")]
 
 
 def _targets() -> dict[str, list[Path]]:
