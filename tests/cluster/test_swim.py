@@ -318,3 +318,20 @@ def test_a_refused_call_moves_the_probe_on_at_once() -> None:
     ((back, nack_packet),) = relay.take_outgoing()
     assert back == "a:1"
     assert [x.Nack.SeqNo for x in nack_packet.Messages if x.HasField("Nack")] == [5]
+
+
+def test_a_stale_accusation_gets_the_current_incarnation_back() -> None:
+    """An accuser that missed our refutation (gossiped only a few times) is told directly,
+    in the reply to its (buddy) ping: else its suspicion timer runs out on a live node."""
+    m = SwimMembership("a", "a:1", incarnation=6)
+    m.start(0.0)
+    stale = pb.Message(Suspect=pb.Suspect(Incarnation=5, Node="a", From="b"))
+    ping = pb.Message(Ping=pb.Ping(SeqNo=1, Node="a"))
+    reply = m.receive(packet("b", ping, stale), 0.0)
+    alive = [x.Alive for x in reply.Messages if x.HasField("Alive") and x.Alive.Node == "a"]
+    assert alive
+    assert {x.Incarnation for x in alive} == {6}
+    assert m.incarnation == 6  # no new refutation for old news
+    m.receive_reply(packet("c", pb.Message(Dead=pb.Dead(Incarnation=2, Node="a", From="c"))), 0)
+    sent = [(addr, x.Alive.Incarnation) for addr, p in m.take_outgoing() for x in p.Messages]
+    assert ("c:1", 6) in sent

@@ -602,8 +602,10 @@ class SwimMembership:
         elif kind == "Alive":
             self._alive(msg.Alive, now)
         elif kind == "Suspect":
+            self._stale_accusation(msg.Suspect, packet, replies)
             self._suspect(msg.Suspect, now)
         elif kind == "Dead":
+            self._stale_accusation(msg.Dead, packet, replies)
             self._dead(msg.Dead, now)
         elif kind == "PushPull":
             pp = msg.PushPull
@@ -618,6 +620,22 @@ class SwimMembership:
                 # The peer thinks us dead or suspect: tell it at once, not only by gossip
                 # (this is what lets two halves of a healed partition see each other).
                 self._send(packet.FromAddr, [self._alive_self_msg()])
+
+    def _stale_accusation(
+        self, accusation: pb.Suspect | pb.Dead, packet: pb.Packet, replies: list[pb.Message] | None
+    ) -> None:
+        """Someone still accuses an incarnation of ours that we refuted already: it missed
+        the refutation, which was only gossiped a few times. Tell it directly (memberlist
+        ignores such news, and the accuser's timer can then run out on a live node: seen in
+        simulation, one run in 30 of a 3 s pause)."""
+        if accusation.Node != self.name or accusation.Incarnation >= self.incarnation:
+            return
+        if self.leaving:
+            return
+        if replies is not None:
+            replies.append(self._alive_self_msg())
+        elif packet.FromAddr:
+            self._send(packet.FromAddr, [self._alive_self_msg()])
 
     def _ack(self, seq: int, now: float) -> None:
         probe = self._probe
