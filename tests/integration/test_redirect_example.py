@@ -9,11 +9,9 @@ A request for replica set 2 sent to a either comes back as a Redirect the client
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -33,61 +31,16 @@ from rony.client import AsyncClient, Client, ClientSettings
 from rony.core import Redirect, RedirectReason, method_id
 from rony.core.errors import UnavailableError
 from rony.server import Edge
-from rony.server.cluster._ca import make_test_pki
-from rony.server.testing import serve
+from tests.cluster._edges import edges
 
 REPLICA_SET_2 = {"b", "c"}
 
 
-async def until(cond: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    try:
-        async with asyncio.timeout(limit):
-            while not cond():  # noqa: ASYNC110 - polls state owned by the gossip tasks
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {limit} s: {what}") from None
-
-
-@contextlib.asynccontextmanager
-async def cluster(tmp_path: Path) -> AsyncIterator[tuple[Edge, Edge, Edge]]:
-    pki = tmp_path / "pki"
-    make_test_pki(pki, ["a", "b", "c"])
-
-    def opts(name: str) -> dict[str, Any]:
-        return {
-            "server_id": name,
-            "gossip_host": "127.0.0.1",
-            "tunnel_host": "127.0.0.1",
-            "tls_ca": str(pki / "ca.pem"),
-            "tls_cert": str(pki / f"{name}.pem"),
-            "tls_key": str(pki / f"{name}.key"),
-        }
-
-    async with serve(app, replica_set=1, **opts("a")) as a:
-        assert a.cluster is not None
-        seed = (a.cluster.advertised,)
-        async with (
-            serve(app, replica_set=2, join=seed, **opts("b")) as b,
-            serve(app, replica_set=2, join=seed, **opts("c")) as c,
-        ):
-            edges = (a, b, c)
-
-            def ready() -> bool:
-                return all(
-                    e.cluster is not None
-                    and len(e.cluster.members()) == 3
-                    and all(m.tunnel_addrs for m in e.cluster.members())
-                    for e in edges
-                )
-
-            await until(ready, "the cluster to form with tunnel addresses")
-            yield edges
-
-
 @pytest.fixture
 async def nodes(tmp_path: Path) -> AsyncIterator[tuple[Edge, Edge, Edge]]:
-    async with cluster(tmp_path) as edges:
-        yield edges
+    """a (replica set 1), b and c (replica set 2): gossip and tunnel over mutual TLS."""
+    async with edges(tmp_path, app, {"a": 1, "b": 2, "c": 2}, tunnel=True) as (a, b, c):
+        yield a, b, c
 
 
 @pytest.mark.parametrize("transport", ["ws", "http"])
