@@ -45,6 +45,7 @@ from rony.core import Edge as EdgeMessage
 from rony.server._addrs import advertised_hosts, hostport, is_wildcard
 from rony.server._app import App, HandlerEntry
 from rony.server._dispatch import Dispatcher, DispatchSettings
+from rony.server._remote import call_remote, reply_of, request_envelope
 from rony.server._settings import EdgeSettings
 from rony.server.gateway import Gateway
 
@@ -134,6 +135,7 @@ class Edge:
         self._cluster_tls = _load_cluster_tls(self.settings)  # CAError (a ValueError) if bad
         self._tunnel_bound: tuple[str, int] | None = None
         self._remote_failures: dict[str, float] = {}  # server id -> loop time (_remote)
+        self._sender_id = self.settings.server_id.encode()  # TunnelMessage.SenderID
         # The node-to-node tunnel, when settings.tunnel_host is set; built by start().
         self.tunnel: Tunnel | None = None
         self.gateway: Gateway | None = None
@@ -402,8 +404,6 @@ class Edge:
         retried (an unreachable member, one that died mid-call, a timeout): an Error reply is
         the answer. The same request id is sent each time, for handlers that deduplicate (a
         timed-out request may have run)."""
-        from rony.server._remote import call_remote, reply_of, request_envelope
-
         env = request_envelope(constructor, message, header)
         replies = await call_remote(
             self,

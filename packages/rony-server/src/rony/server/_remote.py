@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-import secrets
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -57,6 +56,7 @@ _conn_ids = itertools.count(2_000_000_000)
 # A member whose tunnel failed a call goes to the back of the line for this long (seconds),
 # so calls do not keep waiting on a peer the gossip has not declared dead yet.
 PENALTY = 10.0
+_ids: dict[type[Message], int] = {}  # response class -> its constructor id (a CRC in Python)
 
 
 class TunnelConn:
@@ -64,12 +64,12 @@ class TunnelConn:
     one TunnelMessage); its values are the request's Store key/values; ``client_ip`` is the
     calling node's address and ``peer`` its verified certificate name."""
 
-    __slots__ = ("_conn_id", "_ip", "_values", "peer")
+    __slots__ = ("_address", "_conn_id", "_values", "peer")
 
-    def __init__(self, peer: str, address: str, values: Mapping[str, Any]) -> None:
+    def __init__(self, peer: str, address: str, values: dict[str, Any]) -> None:
         self._conn_id = next(_conn_ids)
-        self._ip = address.rpartition(":")[0].strip("[]")
-        self._values = dict(values)
+        self._address = address
+        self._values = values  # the conn's own dict: callers pass a fresh one
         self.peer = peer
 
     @property
@@ -78,7 +78,7 @@ class TunnelConn:
 
     @property
     def client_ip(self) -> str:
-        return self._ip
+        return self._address.rpartition(":")[0].strip("[]")
 
     @property
     def persistent(self) -> bool:
@@ -102,14 +102,14 @@ def _one_envelope(replies: Sequence[MessageEnvelope]) -> MessageEnvelope:
 
 async def serve_tunnel(edge: Edge, msg: TunnelMessage, peer: Peer) -> TunnelMessage:
     """The tunnel's handler on the callee: dispatch the envelope as a TUNNEL request."""
-    values = {kv.Key: kv.Value for kv in msg.Store}
+    values = {kv.Key: kv.Value for kv in msg.Store} if msg.Store else {}
     conn = TunnelConn(peer.name, peer.address, values)
     replies = await edge.dispatcher.dispatch(conn, msg.Envelope, kind=Kind.TUNNEL)
-    return TunnelMessage(
-        SenderID=edge.server_id.encode(),
-        SenderReplicaSet=edge.replica_set,
-        Envelope=_one_envelope(replies),
-    )
+    out = TunnelMessage()
+    out.SenderID = edge._sender_id
+    out.SenderReplicaSet = edge.replica_set
+    out.Envelope.CopyFrom(_one_envelope(replies))
+    return out
 
 
 def _targets(edge: Edge, replica_set: int, server_id: str | None) -> list[ClusterMember]:
@@ -128,15 +128,22 @@ def _targets(edge: Edge, replica_set: int, server_id: str | None) -> list[Cluste
     members = [m for m in cluster.members_by_replica_set(replica_set) if m.state == "alive"]
     if not members:
         raise UnavailableError("REPLICA_SET", f"no live member of replica set {replica_set}")
-    random.shuffle(members)
-    now = asyncio.get_running_loop().time()
+    if len(members) == 1:
+        return members
+    start = random.randrange(len(members))  # a random rotation: the load spreads
+    members = members[start:] + members[:start]
     failed = edge._remote_failures
+    if failed:
+        now = asyncio.get_running_loop().time()
+        for name, when in list(failed.items()):
+            if now - when >= PENALTY:
+                del failed[name]
+    if failed or any(m.server_id == edge.server_id for m in members):
 
-    def rank(m: ClusterMember) -> tuple[bool, bool]:
-        recent = now - failed.get(m.server_id, -PENALTY) < PENALTY
-        return recent, m.server_id == edge.server_id
+        def rank(m: ClusterMember) -> tuple[bool, bool]:
+            return m.server_id in failed, m.server_id == edge.server_id
 
-    members.sort(key=rank)
+        members.sort(key=rank)  # stable: the rotation stays within each rank
     return members
 
 
@@ -156,18 +163,18 @@ async def call_remote(
     seconds apart, while the tunnel fails (a member unreachable, dead mid-call, or silent past
     ``timeout``); an answer, even an Error, ends the tries. The request id stays the same."""
     members = _targets(edge, replica_set, server_id)
-    msg = TunnelMessage(
-        SenderID=edge.server_id.encode(),
-        SenderReplicaSet=edge.replica_set,
-        Store=[KeyValue(Key=k, Value=v) for k, v in (store or {}).items()],
-        Envelope=env,
-    )
+    msg = TunnelMessage()
+    msg.SenderID = edge._sender_id
+    msg.SenderReplicaSet = edge.replica_set
+    if store:
+        msg.Store.extend(KeyValue(Key=k, Value=v) for k, v in store.items())
+    msg.Envelope.CopyFrom(env)
     last: RonyError | None = None
     for i, member in enumerate(itertools.islice(itertools.cycle(members), max(1, attempts))):
         if i and retry_wait > 0:
             await asyncio.sleep(retry_wait)
         if member.server_id == edge.server_id:
-            conn = TunnelConn(edge.server_id, "127.0.0.1:0", store or {})
+            conn = TunnelConn(edge.server_id, "127.0.0.1:0", dict(store or {}))
             return await edge.dispatcher.dispatch(conn, env, kind=Kind.TUNNEL)
         if edge.tunnel is None:
             raise UnavailableError("TUNNEL", "this node runs no tunnel (--tunnel)")
@@ -199,7 +206,10 @@ def reply_of(replies: Sequence[MessageEnvelope], response_class: type[M] | None)
     env = replies[0]
     if response_class is None:
         return unwrap(env)
-    if env.Constructor != message_id(response_class.DESCRIPTOR.name):
+    expected = _ids.get(response_class)
+    if expected is None:
+        expected = _ids[response_class] = message_id(response_class.DESCRIPTOR.name)
+    if env.Constructor != expected:
         name = registry.name_of(env.Constructor)
         raise InternalError(
             "TUNNEL",
@@ -211,5 +221,6 @@ def reply_of(replies: Sequence[MessageEnvelope], response_class: type[M] | None)
 def request_envelope(
     constructor: int, message: Message, header: Mapping[str, str] | None
 ) -> MessageEnvelope:
-    request_id = secrets.randbits(63) or 1
+    # A correlation id, not a secret: random's generator (secrets costs a system call).
+    request_id = random.getrandbits(63) or 1
     return envelope(message, request_id, constructor=constructor, header=header or {})
