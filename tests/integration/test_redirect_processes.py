@@ -48,6 +48,7 @@ def test_both_redirects_over_ws_http_and_rest(tmp_path: Path) -> None:
             opener.open(f"{a.url}/info/client-redirect/2/rest", timeout=10)
         assert info.value.code == 307
         location = info.value.headers["Location"]
+        info.value.close()  # the error holds the response and its socket
         gateways = {procs.nodes[n].url for n in ("b", "c")}
         assert any(location == f"{g}/info/client-redirect/2/rest" for g in gateways), location
         with urllib.request.urlopen(location, timeout=10) as r:
