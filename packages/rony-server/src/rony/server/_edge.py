@@ -45,7 +45,7 @@ from rony.core import Edge as EdgeMessage
 from rony.server._addrs import advertised_hosts, hostport, is_wildcard
 from rony.server._app import App, HandlerEntry
 from rony.server._dispatch import Dispatcher, DispatchSettings
-from rony.server._remote import call_remote, reply_of, request_envelope
+from rony.server._remote import call_remote, reply_of, request_envelope, serve_tunnel
 from rony.server._settings import EdgeSettings
 from rony.server.gateway import Gateway
 
@@ -325,8 +325,7 @@ class Edge:
         await self.cluster.start()
 
     async def _start_tunnel(self) -> None:
-        from rony.server._remote import serve_tunnel  # aioquic: only for a tunnel
-        from rony.server.tunnel import Peer, Tunnel
+        from rony.server.tunnel import Peer, Tunnel  # aioquic: only for a tunnel
 
         s = self.settings
         assert s.tunnel_host is not None
