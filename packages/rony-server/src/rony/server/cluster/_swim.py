@@ -64,6 +64,8 @@ DEAD = pb.DEAD
 LEFT = pb.LEFT
 _STATE_NAMES: dict[int, str] = {ALIVE: "alive", SUSPECT: "suspect", DEAD: "dead", LEFT: "left"}
 _UINT32 = 0xFFFF_FFFF
+# A member's name (its server id) and address are at most this long; longer ones are dropped.
+MAX_NAME = 256
 # A relay nacks after this fraction of probe_timeout without an ack (see _handle).
 NACK_FRACTION = 0.8
 
@@ -315,8 +317,8 @@ class SwimMembership:
         incarnation: int = 0,
         rng: random.Random | None = None,
     ) -> None:
-        if not name:
-            raise MembershipError("a member needs a name")
+        if not name or len(name) > MAX_NAME:
+            raise MembershipError(f"a member's name must be 1 to {MAX_NAME} characters")
         self.config = config if config is not None else GossipConfig()
         self._check_meta(meta)
         self.name = name
@@ -656,7 +658,10 @@ class SwimMembership:
             ):
                 self._refute(a.Incarnation)
             return
-        if len(a.Meta) > self.config.max_meta_size or not a.Addr:
+        if not a.Node or len(a.Node) > MAX_NAME or len(a.Meta) > self.config.max_meta_size:
+            self.stats["packets_dropped"] += 1
+            return
+        if not a.Addr or len(a.Addr) > MAX_NAME:
             self.stats["packets_dropped"] += 1
             return
         node = self._nodes.get(a.Node)
