@@ -191,3 +191,19 @@ def test_bad_tls_files_fail_when_the_edge_is_made(tmp_path: Path) -> None:
             tls_cert=str(pki / "a.pem"),
             tls_key=str(pki / "b.key"),
         )
+
+
+async def test_a_seed_name_with_several_addresses_is_several_seeds() -> None:
+    import socket
+
+    from rony.server.cluster._cluster import _resolve
+
+    expected = {
+        f"[{info[4][0]}]:7946" if ":" in str(info[4][0]) else f"{info[4][0]}:7946"
+        for info in socket.getaddrinfo("localhost", 7946, type=socket.SOCK_STREAM)
+    }
+    # (no name that needs a DNS server: tests send nothing beyond this machine)
+    seeds = await _resolve(["localhost:7946", "127.0.0.1:7000", "localhost:port"])
+    assert set(seeds[: len(expected)]) == expected
+    assert "127.0.0.1:7946" in seeds
+    assert seeds[len(expected) :] == ["127.0.0.1:7000", "localhost:port"]  # kept as given
