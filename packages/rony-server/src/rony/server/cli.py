@@ -42,7 +42,7 @@ class Subcommand:
 
 SUBCOMMANDS: dict[str, Subcommand] = {}
 
-_PLUGIN_MODULES = ("rony.server.codegen.cli", "rony.server.cluster.cli")
+_PLUGIN_MODULES = ("rony.server.codegen.cli", "rony.server.cluster.cli", "rony.server.bench_cli")
 
 
 def register(cmd: Subcommand) -> None:
