@@ -163,3 +163,25 @@ async def test_a_dead_member_is_skipped_on_retry(tmp_path: Path) -> None:
         with pytest.raises((rony_errors.UnavailableError, rony_errors.RequestTimeoutError)):
             await a.execute_remote(2, C_Where, Ping(), KeyValue, server_id="b", timeout=1)
         assert c.tunnel is not None
+
+
+C_HangThere = method_id("RemoteTest", "HangThere")  # Ping(ID=rs) -> Hang on a node of rs
+
+
+async def test_the_incoming_requests_deadline_bounds_the_remote_call(tmp_path: Path) -> None:
+    app = build_app()
+
+    async def hang_there(ctx: RequestCtx) -> None:
+        await ctx.execute_remote(ctx.message(Ping).ID, C_Hang, Ping(), Pong, timeout=60)
+
+    app.handle(C_HangThere, hang_there, request_class=Ping, service="RemoteTest", method="HangThere")
+    CANCELLED.clear()
+    nodes = {"a": 1, "b": 2}
+    async with edges(tmp_path, app, nodes, tunnel=True, handler_timeout=0.5) as (a, _b):
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        async with AsyncClient(a.url) as client:
+            with pytest.raises(rony_errors.RequestTimeoutError):
+                await client.call(C_HangThere, Ping(ID=2), Pong)
+        assert loop.time() - start < 5  # the handler's 0.5 s, not the call's 60 s
+        await until(lambda: CANCELLED == ["b"], "the remote handler to be cancelled", 5)

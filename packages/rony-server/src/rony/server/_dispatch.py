@@ -177,6 +177,11 @@ class Dispatcher:
         timeout = settings.handler_timeout
         self._sweep_every = min(1.0, timeout / 4) if timeout is not None else 1.0
 
+    def deadline_of(self, task: asyncio.Task[Any] | None) -> float | None:
+        """The loop time by which the request that ``task`` runs must end (its
+        handler_timeout), or None when it has none: a call it makes elsewhere is bounded by it."""
+        return self._watched.get(task) if task is not None else None
+
     # --- decoding ----------------------------------------------------------------------------
 
     def decode(self, data: bytes, *, json: bool = False) -> MessageEnvelope:

@@ -42,6 +42,7 @@ from rony.core import (
     RequestCtx,
 )
 from rony.core import Edge as EdgeMessage
+from rony.core.errors import RequestTimeoutError
 from rony.server._addrs import advertised_hosts, hostport, is_wildcard
 from rony.server._app import App, HandlerEntry
 from rony.server._dispatch import Dispatcher, DispatchSettings
@@ -403,12 +404,21 @@ class Edge:
         retried (an unreachable member, one that died mid-call, a timeout): an Error reply is
         the answer. The same request id is sent each time, for handlers that deduplicate (a
         timed-out request may have run)."""
+        limit = self.settings.remote_timeout if timeout is None else timeout
+        # Inside a request, its handler_timeout bounds the remote call too: the caller gets a
+        # typed timeout when its own time is up (Go Rony's tunnel waited a fixed 3 s).
+        deadline = self.dispatcher.deadline_of(asyncio.current_task())
+        if deadline is not None:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise RequestTimeoutError("TUNNEL", "the request's handler_timeout has passed")
+            limit = min(limit, left)
         env = request_envelope(constructor, message, header)
         replies = await call_remote(
             self,
             replica_set,
             env,
-            timeout=self.settings.remote_timeout if timeout is None else timeout,
+            timeout=limit,
             attempts=attempts,
             retry_wait=retry_wait,
             server_id=server_id,
