@@ -174,7 +174,9 @@ async def test_the_incoming_requests_deadline_bounds_the_remote_call(tmp_path: P
     async def hang_there(ctx: RequestCtx) -> None:
         await ctx.execute_remote(ctx.message(Ping).ID, C_Hang, Ping(), Pong, timeout=60)
 
-    app.handle(C_HangThere, hang_there, request_class=Ping, service="RemoteTest", method="HangThere")
+    app.handle(
+        C_HangThere, hang_there, request_class=Ping, service="RemoteTest", method="HangThere"
+    )
     CANCELLED.clear()
     nodes = {"a": 1, "b": 2}
     async with edges(tmp_path, app, nodes, tunnel=True, handler_timeout=0.5) as (a, _b):
