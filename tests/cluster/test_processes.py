@@ -123,3 +123,13 @@ def test_a_cluster_without_tls_needs_the_explicit_flag(tmp_path: Path) -> None:
     out = node.output()
     assert "--insecure-cluster" in out
     assert "Traceback" not in out
+
+
+def test_a_node_whose_gossip_name_is_refused_says_why(tmp_path: Path) -> None:
+    procs = ProcCluster(tmp_path)
+    # (the last --server-id wins; the node's data folder keeps its short name)
+    node = procs.start("long", certs=None, extra=["--insecure-cluster", "--server-id", "x" * 300])
+    assert node.proc.wait(30) == 2
+    node.stop()
+    assert "1 to 256 characters" in node.output()
+    assert "Traceback" not in node.output()

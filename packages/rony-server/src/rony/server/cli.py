@@ -223,6 +223,7 @@ def _run_serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    from rony.server.cluster._swim import MembershipError
     from rony.store.errors import StoreError
 
     try:
@@ -230,6 +231,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     except (OSError, StoreError) as exc:  # the port is taken; data_dir is no store / locked
         print(f"rony serve: {_describe(exc, data_dir)}", file=sys.stderr)
         return 1
+    except MembershipError as exc:  # the gossip meta or name the node would announce
+        print(f"rony serve: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
