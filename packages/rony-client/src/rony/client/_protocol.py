@@ -63,6 +63,7 @@ from rony.core import (
     MessageEnvelope,
     Redirect,
     RedirectReason,
+    constructor_of,
     decode_envelope,
     decode_envelope_json,
     envelope_bytes,
@@ -802,9 +803,6 @@ def match_http_replies(
     return [found[rid] for rid in request_ids]
 
 
-_constructor_of: dict[type[Message], int] = {}
-
-
 def reply_message(env: MessageEnvelope, response_class: type[Message] | None = None) -> Message:
     """The payload of a reply: an ``Error`` raises its ``RonyError`` class; a class mismatch
     raises ``UnexpectedResponse``; a payload that does not decode raises ``DecodeError``."""
@@ -817,10 +815,7 @@ def reply_message(env: MessageEnvelope, response_class: type[Message] | None = N
         assert isinstance(err, ErrorMessage)
         raise errors.from_message(err)
     if response_class is not None:
-        expected = _constructor_of.get(response_class)
-        if expected is None:
-            expected = _constructor_of[response_class] = registry.register_message(response_class)
-        if constructor != expected:
+        if constructor != constructor_of(response_class):
             name = registry.name_of(constructor) or str(constructor)
             raise UnexpectedResponse(
                 f"expected {response_class.DESCRIPTOR.name}, got {name}", constructor

@@ -157,7 +157,9 @@ def decode_container(env: MessageEnvelope, limits: Limits = DEFAULT_LIMITS) -> M
 _class_ids: dict[type[Message], int] = {}
 
 
-def _constructor_of(cls: type[Message]) -> int:
+def constructor_of(cls: type[Message]) -> int:
+    """The constructor id of message class ``cls`` (CRC-64/ISO of its bare name), cached per
+    class so a hot path computes no CRC."""
     cid = _class_ids.get(cls)
     if cid is None:
         # Registers the class under its own id (raises ConstructorClashError when a different
@@ -177,7 +179,7 @@ def envelope(
 ) -> MessageEnvelope:
     """Wrap a message. ``constructor`` defaults to the message's own id (registered or not)."""
     if constructor is None:
-        constructor = _class_ids.get(type(message)) or _constructor_of(type(message))
+        constructor = _class_ids.get(type(message)) or constructor_of(type(message))
     if json_encoded:
         env = MessageEnvelope(
             Constructor=constructor,

@@ -28,8 +28,8 @@ from rony.core import (
     Kind,
     MessageContainer,
     MessageEnvelope,
+    constructor_of,
     envelope,
-    message_id,
     registry,
     unwrap,
 )
@@ -38,7 +38,7 @@ from rony.core.errors import (
     RequestTimeoutError,
     RonyError,
     UnavailableError,
-    from_wire,
+    from_message,
 )
 from rony.core.pb.msg_pb2 import Error, KeyValue
 from rony.server.pb.imsg_pb2 import TunnelMessage
@@ -56,7 +56,6 @@ _conn_ids = itertools.count(2_000_000_000)
 # A member whose tunnel failed a call goes to the back of the line for this long (seconds),
 # so calls do not keep waiting on a peer the gossip has not declared dead yet.
 PENALTY = 10.0
-_ids: dict[type[Message], int] = {}  # response class -> its constructor id (a CRC in Python)
 
 
 class TunnelConn:
@@ -199,17 +198,13 @@ def reply_of(replies: Sequence[MessageEnvelope], response_class: type[M] | None)
     """The one reply of a remote call, decoded; an Error raises its class."""
     for env in replies:
         if env.Constructor == C_Error:
-            err = unwrap(env, Error)
-            raise from_wire(err.Code, err.Items, err.Description)
+            raise from_message(unwrap(env, Error))
     if len(replies) != 1:
         raise InternalError("TUNNEL", f"expected one reply, got {len(replies)}")
     env = replies[0]
     if response_class is None:
         return unwrap(env)
-    expected = _ids.get(response_class)
-    if expected is None:
-        expected = _ids[response_class] = message_id(response_class.DESCRIPTOR.name)
-    if env.Constructor != expected:
+    if env.Constructor != constructor_of(response_class):
         name = registry.name_of(env.Constructor)
         raise InternalError(
             "TUNNEL",
