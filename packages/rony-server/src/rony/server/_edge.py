@@ -114,11 +114,12 @@ def edge_of(ctx: RequestCtx) -> Edge:
 
 def _load_cluster_tls(s: EdgeSettings) -> TLSFiles | None:
     """The node's TLS files, read and checked now, so a bad file fails before anything binds."""
-    if not (s.tls_ca and s.tls_cert and s.tls_key):
+    files = s.tls_files
+    if files is None:
         return None
     from rony.server.cluster._ca import load_tls  # cryptography: only for a cluster
 
-    return load_tls(s.tls_ca, s.tls_cert, s.tls_key)
+    return load_tls(*files)
 
 
 class Edge:

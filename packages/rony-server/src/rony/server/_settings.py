@@ -177,7 +177,7 @@ class EdgeSettings:
         if self.tunnel_host is not None:
             if self.gossip_host is None:
                 raise ValueError("a tunnel needs the cluster (--gossip HOST:PORT) to find peers")
-            if not (self.tls_ca and self.tls_cert and self.tls_key):
+            if self.tls_files is None:
                 # Go Rony's tunnel was plain UDP anyone could send requests to: ours is
                 # QUIC with mutual TLS only, whatever insecure_cluster says.
                 raise ValueError("a tunnel needs --tls-ca, --tls-cert and --tls-key")
@@ -197,6 +197,13 @@ class EdgeSettings:
             )
 
     @property
+    def tls_files(self) -> tuple[str, str, str] | None:
+        """(tls_ca, tls_cert, tls_key) when all three are given, else None."""
+        if self.tls_ca and self.tls_cert and self.tls_key:
+            return self.tls_ca, self.tls_cert, self.tls_key
+        return None
+
+    @property
     def cluster_enabled(self) -> bool:
         return self.gossip_host is not None
 
@@ -213,7 +220,14 @@ class EdgeSettings:
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(EdgeSettings)}
-_ADDRESSES = ("gateway", "gossip", "tunnel")  # HOST:PORT, setting <name>_host and <name>_port
+# ``X = "HOST:PORT"`` sets X_host and X_port, for each such pair of fields (gateway, gossip,
+# tunnel): derived, so a pair added later is settable at once.
+_ADDRESSES = tuple(
+    sorted(
+        {n.removesuffix("_host") for n in _FIELDS if n.endswith("_host")}
+        & {n.removesuffix("_port") for n in _FIELDS if n.endswith("_port")}
+    )
+)
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
@@ -311,10 +325,7 @@ def _check_env_names(env: Mapping[str, str]) -> None:
     The known names are the EdgeSettings fields, plus ``X`` for each ``X_host`` / ``X_port``
     pair (``RONY_GATEWAY=HOST:PORT``), so a setting added later is known at once.
     """
-    known = {*_FIELDS}
-    known |= {n[: -len("_host")] for n in _FIELDS if n.endswith("_host")} & {
-        n[: -len("_port")] for n in _FIELDS if n.endswith("_port")
-    }
+    known = {*_FIELDS, *_ADDRESSES}
     for var in sorted(env):
         name = var[len("RONY_") :].lower()
         if not var.startswith("RONY_") or name in known:

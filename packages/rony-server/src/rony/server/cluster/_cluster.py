@@ -26,6 +26,7 @@ import grpc
 
 from rony.core import crc64_iso
 from rony.core.pb.msg_pb2 import Edge as EdgeMessage
+from rony.server._addrs import hostport
 from rony.server.cluster._ca import TLSFiles
 from rony.server.cluster._swim import (
     EventKind,
@@ -187,7 +188,7 @@ class Cluster:
         server = grpc.aio.server(options=options)
         pb_grpc.add_GossipServicer_to_server(_Servicer(self), server)  # type: ignore[no-untyped-call]
         host, port = self._bind
-        target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        target = hostport(host, port)
         if self._tls is not None:
             creds = grpc.ssl_server_credentials(
                 [(self._tls.key_pem, self._tls.cert_pem)],
@@ -203,7 +204,7 @@ class Cluster:
         self._server = server
         self.address = (host, bound)
         adv = self._advertise or host
-        self.advertised = f"[{adv}]:{bound}" if ":" in adv else f"{adv}:{bound}"
+        self.advertised = hostport(adv, bound)
         machine = SwimMembership(
             self.server_id,
             self.advertised,
@@ -223,7 +224,7 @@ class Cluster:
         log.info(
             "gossip: node %s listening on %s (advertised %s), %s, seeds %s",
             self.server_id,
-            f"[{host}]:{bound}" if ":" in host else f"{host}:{bound}",
+            hostport(host, bound),
             self.advertised,
             "mutual TLS" if self._tls is not None else "INSECURE (no TLS)",
             ", ".join(seeds) or "none",
@@ -497,5 +498,5 @@ async def _resolve(seeds: Sequence[str]) -> list[str]:
             continue
         for *_, sockaddr in infos:
             ip = str(sockaddr[0])
-            out.append(f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}")
+            out.append(hostport(ip, int(port)))
     return list(dict.fromkeys(out))

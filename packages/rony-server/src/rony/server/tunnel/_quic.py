@@ -49,6 +49,7 @@ from rony.core.errors import (
     from_message,
 )
 from rony.core.pb.msg_pb2 import Error
+from rony.server._addrs import hostport
 from rony.server.pb.imsg_pb2 import TunnelMessage
 from rony.server.tunnel._frames import (
     CANCEL,
@@ -131,10 +132,6 @@ class Peer:
 
 
 Handler = Callable[[TunnelMessage, Peer], Awaitable[TunnelMessage]]
-
-
-def format_addr(host: str, port: int) -> str:
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -246,7 +243,7 @@ class _Link(QuicConnectionProtocol):
     @property
     def remote(self) -> str:
         addr = self._addr
-        return format_addr(str(addr[0]), int(addr[1])) if addr else "?"
+        return hostport(str(addr[0]), int(addr[1])) if addr else "?"
 
     def _on_handshake(self, event: events.HandshakeCompleted) -> None:
         if self.closed is not None:

@@ -17,13 +17,13 @@ from aioquic.asyncio.server import QuicServer
 from aioquic.quic.connection import QuicConnection
 
 from rony.core.errors import RequestTimeoutError, RonyError, UnavailableError
+from rony.server._addrs import hostport
 from rony.server.pb.imsg_pb2 import TunnelMessage
 from rony.server.tunnel._quic import (
     ClientLink,
     Handler,
     ServerLink,
     TunnelSettings,
-    format_addr,
     parse_addr,
     quic_configuration,
 )
@@ -86,7 +86,7 @@ class Tunnel:
                 local_addr=(host, port),
             )
         except OSError as err:
-            where = format_addr(host, port)
+            where = hostport(host, port)
             raise UnavailableError("TUNNEL", f"cannot listen on {where}: {err}") from None
         self._server, self._server_transport = server, transport
         sockname = transport.get_extra_info("sockname")
