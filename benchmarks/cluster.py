@@ -118,12 +118,7 @@ def real(trials: int, idle: float) -> None:
         procs = ProcCluster(Path(tmp), [f"n{i}" for i in range(5)])
         try:
             names = {f"n{i}" for i in range(5)}
-            seed = procs.start("n0").wait_ready()
-            for i in range(1, 5):
-                procs.start(f"n{i}", seed=seed)
-            for node in procs.nodes.values():
-                node.wait_ready()
-            wait_for(lambda: procs.all_see(names), 60, "the cluster to form")
+            seed = procs.start_joined([f"n{i}" for i in range(5)])
 
             # cpu: idle cluster node vs an idle node without a cluster, same window
             lone = _plain_node(Path(tmp))

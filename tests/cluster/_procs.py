@@ -170,6 +170,19 @@ class ProcCluster:
         self.nodes[name] = node
         return node
 
+    def start_joined(self, names: Iterable[str], timeout: float = 60.0, **kw: object) -> Node:
+        """Start ``names`` (the first is the seed, the others join through it), wait until
+        every one of them sees all of them; the seed."""
+        first, *rest = names
+        seed = self.start(first, **kw).wait_ready()
+        for name in rest:
+            self.start(name, seed=seed, **kw)
+        for node in self.nodes.values():
+            node.wait_ready()
+        everyone = {first, *rest}
+        wait_for(lambda: self.all_see(everyone), timeout, f"{sorted(everyone)} to see each other")
+        return seed
+
     def live(self) -> list[Node]:
         return [n for n in self.nodes.values() if n.proc.poll() is None]
 

@@ -35,12 +35,7 @@ def procs(tmp_path: Path) -> Iterator[ProcCluster]:
 
 def test_five_nodes_kill_leave_restart_and_pause(procs: ProcCluster) -> None:
     names = {f"n{i}" for i in range(5)}
-    seed = procs.start("n0").wait_ready()
-    for i in range(1, 5):
-        procs.start(f"n{i}", seed=seed)
-    for node in procs.nodes.values():
-        node.wait_ready()
-    wait_for(lambda: procs.all_see(names), JOIN, "all five nodes to see all five")
+    seed = procs.start_joined([f"n{i}" for i in range(5)], JOIN)
     edges = {e.ServerID: list(e.HostPorts) for e in seed.edges().Nodes}
     assert edges["n3"] == [procs.nodes["n3"].url.removeprefix("http://")]
 
