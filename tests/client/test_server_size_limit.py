@@ -85,7 +85,11 @@ async def test_a_close_1009_without_the_header_is_frame_too_large() -> None:
 
 
 def test_the_header_names_agree() -> None:
-    from rony.client._transport import MAX_MESSAGE_SIZE_HEADER as CLIENT
-    from rony.server.gateway._gateway import MAX_MESSAGE_SIZE_HEADER as SERVER
+    """The gateway writes and both client transports read rony.core's one header name."""
+    from rony.client import _aio_transport, _sync_ws
+    from rony.core import MAX_MESSAGE_SIZE_HEADER
+    from rony.server.gateway import _gateway
 
-    assert CLIENT == SERVER
+    assert MAX_MESSAGE_SIZE_HEADER == "X-Rony-Max-Message-Size"
+    for module in (_gateway, _aio_transport, _sync_ws):
+        assert module.MAX_MESSAGE_SIZE_HEADER is MAX_MESSAGE_SIZE_HEADER

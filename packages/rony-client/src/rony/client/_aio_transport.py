@@ -8,7 +8,6 @@ import aiohttp
 from aiohttp import WSMsgType
 
 from rony.client._transport import (
-    MAX_MESSAGE_SIZE_HEADER,
     AsyncConnection,
     AsyncTransport,
     ConnectOptions,
@@ -23,6 +22,7 @@ from rony.client.errors import (
     RequestTimeout,
     UnexpectedResponse,
 )
+from rony.core import MAX_MESSAGE_SIZE_HEADER
 
 __all__ = ["AiohttpTransport"]
 

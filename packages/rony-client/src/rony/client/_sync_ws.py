@@ -36,13 +36,13 @@ from websockets.protocol import State
 from websockets.uri import parse_uri
 
 from rony.client._transport import (
-    MAX_MESSAGE_SIZE_HEADER,
     ConnectOptions,
     server_limit,
     server_too_large,
 )
 from rony.client._transport import Frame as Data
 from rony.client.errors import ClientError, ConnectError, ConnectionLost, FrameTooLarge
+from rony.core import MAX_MESSAGE_SIZE_HEADER
 
 __all__ = ["SyncWebSocket", "connect"]
 

@@ -53,12 +53,6 @@ __all__ = [
 M = TypeVar("M", bound=Message)
 Frame: TypeAlias = bytes | str
 
-# The WebSocket handshake response header in which a Rony node gives its max_message_size. A
-# frame over it is refused before it is sent: the server would close with 1009, but a client
-# still writing a large frame often meets a reset instead, which reads as a network failure
-# and would be retried.
-MAX_MESSAGE_SIZE_HEADER = "X-Rony-Max-Message-Size"
-
 
 def server_limit(value: str | None) -> int | None:
     """The header's value as a positive int; None when absent or not a number (no limit)."""

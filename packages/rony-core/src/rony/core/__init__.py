@@ -8,6 +8,7 @@ from rony.core import errors
 from rony.core._clock import loop_clock
 from rony.core._codec import (
     DEFAULT_LIMITS,
+    MAX_MESSAGE_SIZE_HEADER,
     TRACEPARENT,
     TRACESTATE,
     Limits,
@@ -75,6 +76,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "MAX_MESSAGE_SIZE_HEADER",
     "TRACEPARENT",
     "TRACESTATE",
     "C_Edge",

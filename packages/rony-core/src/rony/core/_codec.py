@@ -338,6 +338,13 @@ def header_set(
     env.Header.extend(merged)
 
 
+# The WebSocket handshake response header in which a Rony node gives its max_message_size
+# (the gateway sets it, rony.client reads it). A frame over it is refused before it is sent:
+# the server would close with 1009, but a client still writing a large frame often meets a
+# reset instead, which reads as a network failure and would be retried.
+MAX_MESSAGE_SIZE_HEADER = "X-Rony-Max-Message-Size"
+
+
 # --- trace context (W3C, as Go Rony's MessageEnvelope.Carrier) -------------------------------
 
 TRACEPARENT = "traceparent"

@@ -66,6 +66,7 @@ from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 from aiohttp.web_protocol import RequestHandler
 
 from rony.core import (
+    MAX_MESSAGE_SIZE_HEADER,
     C_Error,
     Error,
     MessageEnvelope,
@@ -113,9 +114,6 @@ from rony.server.gateway._rest import (
 )
 
 __all__ = ["Gateway"]
-
-# The handshake response header giving the server's max_message_size (rony.client reads it).
-MAX_MESSAGE_SIZE_HEADER = "X-Rony-Max-Message-Size"
 
 log = logging.getLogger("rony.server")
 
