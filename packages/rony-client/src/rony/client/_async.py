@@ -35,6 +35,7 @@ from rony.client._protocol import (
     reply_message,
 )
 from rony.client._settings import ClientSettings
+from rony.client._tracing import trace_header
 from rony.client._transport import AsyncConnection, AsyncTransport, ConnectOptions
 from rony.client.errors import (
     ClientClosed,
@@ -323,6 +324,7 @@ class AsyncClient:
         loop = self._running_loop()
         core = self._core
         now = self._clock()
+        header = trace_header(header)  # (the caller's span, if any: then not the fast lane)
         if header is None and replica_set is None and constructor and self._ws:
             # The fast lane: the usual call, on a link that is up, to where nothing needs
             # deciding. Its first attempt runs without an Exchange; one is made only if that

@@ -41,6 +41,7 @@ from typing import Generic, Literal, NamedTuple, TypeVar
 from google.protobuf.message import Message
 
 from rony.client._settings import ClientSettings
+from rony.client._tracing import add_trace, trace_header
 from rony.client.errors import (
     ClientError,
     ConnectError,
@@ -639,6 +640,7 @@ class ClientCore:
         if not out.Auth and self.settings.auth:
             out.Auth = self.settings.auth
         self._add_headers(out, None)
+        add_trace(out)
         return out
 
     def _add_headers(self, env: MessageEnvelope, header: Mapping[str, str] | None) -> None:
@@ -690,6 +692,7 @@ class ClientCore:
         replica_set: int | None = None,
     ) -> Exchange:
         """``exchange(request(...))`` for the hot path: the frame is written directly."""
+        header = trace_header(header)  # (the caller's span, if any: see _tracing)
         if header or not constructor:
             return self.exchange(
                 self.request(constructor, message, header),

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from google.protobuf.message import Message
 
@@ -34,6 +34,9 @@ from rony.core._codec import envelope as _wrap
 from rony.core._codec import envelope_bytes, header_dict, unwrap
 from rony.core.errors import MalformedError, RonyError, UnavailableError, from_wire
 from rony.core.pb.msg_pb2 import Edge, MessageEnvelope, Redirect, RedirectReason
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
 
 __all__ = [
     "Conn",
@@ -150,6 +153,7 @@ class RequestCtx:
 
     __slots__ = (
         "_release",
+        "_span",
         "constructor",
         "dispatch",
         "envelope",
@@ -172,6 +176,8 @@ class RequestCtx:
         # set it through stop_execution(). A plain attribute: it is read after every handler.
         self.stopped = False
         self._release: Callable[[], None] | None = None
+        # The request's OpenTelemetry span, set by a server that traces it (see ``span``).
+        self._span: Any = None
 
     # --- identity ---------------------------------------------------------------------------
 
@@ -196,6 +202,18 @@ class RequestCtx:
         if self.dispatch.services is None:
             raise RuntimeError("this RequestCtx is not attached to a server")
         return self.dispatch.services
+
+    @property
+    def span(self) -> Span:
+        """The request's OpenTelemetry span (Go Rony's ``RequestCtx.Span()``): the server's
+        span when it samples this request, else the API's invalid span, on which every call
+        does nothing. Needs ``opentelemetry-api`` (a dependency of rony-server)."""
+        if self._span is not None:
+            span: Span = self._span
+            return span
+        from opentelemetry.trace import INVALID_SPAN  # (rony.core itself depends on nothing)
+
+        return INVALID_SPAN
 
     @property
     def header(self) -> dict[str, str]:

@@ -45,7 +45,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rony.core import (
     DEFAULT_LIMITS,
@@ -70,6 +70,9 @@ from rony.core.errors import (
     RonyError,
 )
 from rony.server._app import App, HandlerEntry
+
+if TYPE_CHECKING:
+    from rony.server._tracing import Tracing
 
 __all__ = ["DispatchSettings", "Dispatcher", "Reply", "error_envelope"]
 
@@ -169,6 +172,9 @@ class Dispatcher:
         # One DEBUG line per request when the "rony.server" logger is at DEBUG (`rony serve
         # --log-level debug`): read here and when the gateway starts, not per request.
         self.log_requests = log.isEnabledFor(logging.DEBUG)
+        # OpenTelemetry spans (rony.server._tracing): set by Edge.start when it traces; None:
+        # no span work at all (tracing off, or no SDK installed).
+        self.tracing: Tracing | None = None
         # handler_timeout bookkeeping: task -> deadline of the chain it runs, and the tasks
         # the sweeper cancelled (see _execute).
         self._watched: dict[asyncio.Task[Any], float] = {}
@@ -330,6 +336,7 @@ class Dispatcher:
         dctx = ctx.dispatch
         if released is not None:
             ctx.on_release(lambda: None if released.done() else released.set_result(None))
+        traced: Any = None  # what tracing.begin opened (a span, or the unsampled decision)
         try:
             constructor = ctx.constructor
             entry = self.app.handlers.get(constructor) or self.builtins.get(constructor)
@@ -345,6 +352,9 @@ class Dispatcher:
                 log.debug("conn %s request %d: %s (%d) from %s", ctx.conn_id, ctx.request_id,
                           f"{entry.service}.{entry.method}" if entry.method else "handler",
                           constructor, ctx.conn.client_ip)  # fmt: skip
+            tracing = self.tracing
+            if tracing is not None and not entry.builtin:
+                traced = tracing.begin(ctx, entry)
             limit = self.settings.handler_timeout
             outer: float | None = None
             watched = self._watched
@@ -418,6 +428,8 @@ class Dispatcher:
                 assert task is not None
                 self._timed_out(ctx, entry, limit, task, fired_as == "cut")
         finally:
+            if traced is not None:
+                self.tracing.end(traced, ctx)  # type: ignore[union-attr]
             if released is not None:  # (only a SyncRun container member has a release)
                 ctx.next_can_go()
             if ctx.error is not None:

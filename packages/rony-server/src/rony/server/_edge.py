@@ -48,9 +48,12 @@ from rony.server._app import App, HandlerEntry
 from rony.server._dispatch import Dispatcher, DispatchSettings
 from rony.server._remote import call_remote, reply_of, request_envelope, serve_tunnel
 from rony.server._settings import EdgeSettings
+from rony.server._tracing import TracedStore, Tracing
 from rony.server.gateway import Gateway
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
+
     from rony.server.cluster._ca import TLSFiles
     from rony.server.cluster._cluster import Cluster
     from rony.server.pb.imsg_pb2 import TunnelMessage
@@ -123,15 +126,26 @@ def _load_cluster_tls(s: EdgeSettings) -> TLSFiles | None:
 
 
 class Edge:
-    """One Rony node serving ``app``. Settings from ``settings`` and keyword overrides."""
+    """One Rony node serving ``app``. Settings from ``settings`` and keyword overrides.
 
-    def __init__(self, app: App, settings: EdgeSettings | None = None, **overrides: Any) -> None:
+    ``tracer_provider``: the OpenTelemetry TracerProvider the node traces with; None = the
+    global one (``trace.set_tracer_provider``), read by ``start()``."""
+
+    def __init__(
+        self,
+        app: App,
+        settings: EdgeSettings | None = None,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        **overrides: Any,
+    ) -> None:
         if not isinstance(app, App):
             raise TypeError(f"Edge needs an App, got {type(app).__name__}")
         base = settings if settings is not None else EdgeSettings()
         self.app = app
         self.settings: EdgeSettings = base.replace(**overrides) if overrides else base
         self._store: AsyncStore | None = None  # opened by start() in settings.data_dir
+        self._tracer_provider = tracer_provider
         # The gossip membership, when settings.gossip_host is set; built by start().
         self.cluster: Cluster | None = None
         self._cluster_tls = _load_cluster_tls(self.settings)  # CAError (a ValueError) if bad
@@ -271,6 +285,7 @@ class Edge:
             s = self.settings
             try:
                 self._store = await _open_store(Path(s.data_dir))
+                self._start_tracing()
                 for hook in self.app.startup_hooks:
                     await hook(self)
                 if serve_gateway:
@@ -298,6 +313,20 @@ class Edge:
             )
         else:
             log.info("rony node %s (app %r) started without a gateway", s.server_id, self.app.name)
+
+    def _start_tracing(self) -> None:
+        """Tracing is decided once, here: off, or no SDK installed, costs nothing later."""
+        s = self.settings
+        tracing = Tracing.create(
+            enabled=s.tracing,
+            server_id=s.server_id,
+            sampler=s.trace_sampler,
+            ratio=s.trace_ratio,
+            provider=self._tracer_provider,
+        )
+        self.dispatcher.tracing = tracing
+        if tracing is not None and self._store is not None:
+            self._store = TracedStore(self._store.store, tracing.tracer)
 
     async def _start_cluster(self) -> None:
         from rony.server.cluster._cluster import Cluster  # grpc: only for a cluster

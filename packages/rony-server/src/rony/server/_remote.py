@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from google.protobuf.message import Message
@@ -45,6 +45,7 @@ from rony.server.pb.imsg_pb2 import TunnelMessage
 
 if TYPE_CHECKING:
     from rony.server._edge import Edge
+    from rony.server._tracing import Tracing
     from rony.server.cluster._cluster import ClusterMember
     from rony.server.tunnel import Peer
 
@@ -146,21 +147,51 @@ def _targets(edge: Edge, replica_set: int, server_id: str | None) -> list[Cluste
     return members
 
 
-async def call_remote(
+def call_remote(
     edge: Edge,
     replica_set: int,
     env: MessageEnvelope,
     *,
-    timeout: float,  # noqa: ASYNC109 - the tunnel call's own deadline
+    timeout: float,
     attempts: int = 1,
     retry_wait: float = 0.0,
     server_id: str | None = None,
     store: Mapping[str, str] | None = None,
-) -> list[MessageEnvelope]:
+) -> Coroutine[Any, Any, list[MessageEnvelope]]:
     """Send ``env`` to a member of ``replica_set`` (or to ``server_id``) and return its
     replies. Up to ``attempts`` tries, each on the next member (round the list), ``retry_wait``
     seconds apart, while the tunnel fails (a member unreachable, dead mid-call, or silent past
-    ``timeout``); an answer, even an Error, ends the tries. The request id stays the same."""
+    ``timeout``); an answer, even an Error, ends the tries. The request id stays the same.
+    When the node traces, the call is a CLIENT span whose context ``env`` carries."""
+    call = _call_remote(edge, replica_set, env, timeout, attempts, retry_wait, server_id, store)
+    tracing = edge.dispatcher.tracing
+    return call if tracing is None else _traced_call(tracing, edge, replica_set, env, call)
+
+
+async def _traced_call(
+    tracing: Tracing,
+    edge: Edge,
+    replica_set: int,
+    env: MessageEnvelope,
+    call: Coroutine[Any, Any, list[MessageEnvelope]],
+) -> list[MessageEnvelope]:
+    try:
+        with tracing.call_span(edge.app, replica_set, env):  # (puts traceparent into env)
+            return await call
+    finally:
+        call.close()  # (never started if the span failed: no "never awaited" warning)
+
+
+async def _call_remote(
+    edge: Edge,
+    replica_set: int,
+    env: MessageEnvelope,
+    timeout: float,  # noqa: ASYNC109 - the tunnel call's own deadline
+    attempts: int,
+    retry_wait: float,
+    server_id: str | None,
+    store: Mapping[str, str] | None,
+) -> list[MessageEnvelope]:
     members = _targets(edge, replica_set, server_id)
     msg = TunnelMessage()
     msg.SenderID = edge._sender_id

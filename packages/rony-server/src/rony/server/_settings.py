@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rony.core import Limits
+from rony.server._tracing import TRACE_SAMPLERS
 from rony.server.cluster._swim import GossipConfig
 
 __all__ = ["EdgeSettings", "load_settings", "parse_hostport"]
@@ -93,6 +94,15 @@ class EdgeSettings:
     gossip_config           LAN defaults  the protocol's knobs (``GossipConfig``: probe
                                           interval, suspicion, gossip fan-out, ...); TOML
                                           table ``[rony.gossip_config]``
+    tracing                 True          OpenTelemetry spans, when an SDK TracerProvider is
+                                          installed (else nothing is traced, at no cost);
+                                          False = never
+    trace_sampler           parentbased_  which requests get spans (OpenTelemetry's names):
+                            traceidratio  ``parentbased_*`` follow the caller's sampled flag,
+                                          roots by trace_ratio; ``traceidratio`` by the
+                                          trace id; ``always_on``, ``always_off``
+    trace_ratio             1.0           share of root requests sampled (0..1); an
+                                          unsampled one costs < 2 µs, a sampled ~40 µs
     ======================  ============  ===================================================
     """
 
@@ -129,6 +139,9 @@ class EdgeSettings:
     tunnel_port: int = 0
     remote_timeout: float = 5.0
     gossip_config: GossipConfig = field(default_factory=GossipConfig)
+    tracing: bool = True
+    trace_sampler: str = "parentbased_traceidratio"
+    trace_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         self.advertised_addrs = tuple(self.advertised_addrs)
@@ -167,6 +180,11 @@ class EdgeSettings:
         for p in self.trusted_proxies:
             ipaddress.ip_network(p, strict=False)  # raises ValueError naming the bad entry
         self._check_cluster()
+        if self.trace_sampler not in TRACE_SAMPLERS:
+            names = ", ".join(TRACE_SAMPLERS)
+            raise ValueError(f"EdgeSettings.trace_sampler must be one of {names}")
+        if not 0.0 <= self.trace_ratio <= 1.0:
+            raise ValueError("EdgeSettings.trace_ratio must be within 0..1")
 
     def _check_cluster(self) -> None:
         for name in ("gossip_port", "tunnel_port"):

@@ -495,13 +495,23 @@ class Gateway:
                 out = error_response(err)
             else:
                 self._begin()
+                tracing = self.dispatcher.tracing  # a span "<METHOD> <route>" (_tracing)
+                traced = None
+                if tracing is not None:
+                    traced = tracing.rest_begin(
+                        request.method, route.path, request.path, request.headers
+                    )
+                status: int | None = None
                 try:
                     replies = await self.dispatcher.dispatch(
                         conn, env, task=request.task, now=self._clock()
                     )
+                    out = render_response(route, replies, request.raw_path)
+                    status = out.status
                 finally:
                     self._end()
-                out = render_response(route, replies, request.raw_path)
+                    if traced is not None:
+                        tracing.rest_end(traced, status)  # type: ignore[union-attr]
         resp = web.Response(body=out.body, status=out.status, headers={**cors, **out.headers})
         if out.status == 413:
             resp.force_close()
