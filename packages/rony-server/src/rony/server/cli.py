@@ -24,6 +24,7 @@ from typing import Any
 from rony.server._app import App
 from rony.server._edge import Edge
 from rony.server._settings import load_settings, parse_hostport
+from rony.server._tracing import TRACE_SAMPLERS
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "main", "resolve_target"]
 
@@ -142,6 +143,36 @@ def _configure_serve(p: argparse.ArgumentParser) -> None:
         help="run the cluster without TLS (never in production)",
     )
 
+    t = p.add_argument_group(
+        "tracing (OpenTelemetry: spans are made only when an SDK TracerProvider is installed, "
+        "e.g. by the app module or `opentelemetry-instrument rony serve ...`)"
+    )
+    t.add_argument(
+        "--no-tracing", dest="tracing", action="store_false", default=None, help="make no spans"
+    )
+    t.add_argument(
+        "--trace-sampler",
+        choices=TRACE_SAMPLERS,
+        help="which requests get spans (default parentbased_traceidratio)",
+    )
+    t.add_argument(
+        "--trace-ratio",
+        type=_ratio,
+        metavar="R",
+        help="share of root requests sampled, 0..1 (default 1.0)",
+    )
+
+
+def _ratio(text: str) -> float:
+    """A number within 0..1; argparse reports anything else as a usage error."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a ratio within 0..1")
+    return value
+
 
 def _cluster_overrides(args: argparse.Namespace) -> dict[str, Any]:
     out: dict[str, Any] = {}
@@ -204,12 +235,15 @@ def _run_serve(args: argparse.Namespace) -> int:
         overrides["replica_set"] = args.replica_set
     try:
         overrides.update(_cluster_overrides(args))
+        for flag in ("tracing", "trace_sampler", "trace_ratio"):
+            if getattr(args, flag) is not None:
+                overrides[flag] = getattr(args, flag)
         target = resolve_target(args.target)
         if isinstance(target, Edge):
             settings = load_settings(
                 config_file=args.config, overrides=overrides, base=target.settings
             )
-            edge = Edge(target.app, settings)
+            edge = Edge(target.app, settings, tracer_provider=target._tracer_provider)
         else:
             edge = Edge(target, load_settings(config_file=args.config, overrides=overrides))
     except (ValueError, OSError, ImportError) as exc:
