@@ -22,7 +22,7 @@ from rony.core import Limits
 from rony.server._tracing import TRACE_SAMPLERS
 from rony.server.cluster._swim import GossipConfig
 
-__all__ = ["EdgeSettings", "load_settings", "parse_hostport"]
+__all__ = ["EdgeSettings", "load_settings", "parse_hostport", "status_json_path"]
 
 log = logging.getLogger("rony.server")
 
@@ -67,6 +67,12 @@ class EdgeSettings:
                                           allows only those; () sends no CORS headers
     health_path             ``/healthz``  GET answers 200 JSON (503 while stopping);
                                           None disables
+    status_path             ``/status``   GET: the node and cluster status page (HTML);
+                                          ``<path>.json`` the same as JSON. None disables
+    status_networks         loopback and  client addresses (IPs or CIDRs) the status page is
+                            private nets  served to; others get 403. The page names every
+                                          member's internal addresses: keep it off the
+                                          internet. ``0.0.0.0/0, ::/0`` = anyone
     ws_compress             False         permessage-deflate (Go Rony had none)
     ws_inline_dispatch      True          dispatch each WS frame straight from the socket
                                           read (saves ~3 µs a frame); False = through
@@ -125,6 +131,10 @@ class EdgeSettings:
     trusted_proxies: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ("*",)
     health_path: str | None = "/healthz"
+    status_path: str | None = "/status"
+    status_networks: tuple[str, ...] = (
+        "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
+    )  # fmt: skip
     ws_compress: bool = False
     ws_inline_dispatch: bool = True
     gossip_host: str | None = None
@@ -146,6 +156,7 @@ class EdgeSettings:
     def __post_init__(self) -> None:
         self.advertised_addrs = tuple(self.advertised_addrs)
         self.trusted_proxies = tuple(self.trusted_proxies)
+        self.status_networks = tuple(self.status_networks)
         self.cors_origins = tuple(self.cors_origins)
         self.join = tuple(self.join)
         positive = (
@@ -179,12 +190,31 @@ class EdgeSettings:
             )
         for p in self.trusted_proxies:
             ipaddress.ip_network(p, strict=False)  # raises ValueError naming the bad entry
+        self._check_status_path()
         self._check_cluster()
         if self.trace_sampler not in TRACE_SAMPLERS:
             names = ", ".join(TRACE_SAMPLERS)
             raise ValueError(f"EdgeSettings.trace_sampler must be one of {names}")
         if not 0.0 <= self.trace_ratio <= 1.0:
             raise ValueError("EdgeSettings.trace_ratio must be within 0..1")
+
+    def _check_status_path(self) -> None:
+        for net in self.status_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"EdgeSettings.status_networks: {exc}") from None
+        path = self.status_path
+        if path is None:
+            return
+        if not path.startswith("/") or path.endswith("/"):
+            # "/status/" would make the JSON path "/status/.json"; "status" never matches.
+            raise ValueError(
+                f"EdgeSettings.status_path must start with '/' and not end with one (or be "
+                f"None), got {path!r}"
+            )
+        if self.health_path in (path, status_json_path(path)):
+            raise ValueError(f"EdgeSettings.status_path {path!r} collides with health_path")
 
     def _check_cluster(self) -> None:
         for name in ("gossip_port", "tunnel_port"):
@@ -246,6 +276,11 @@ _ADDRESSES = tuple(
         & {n.removesuffix("_port") for n in _FIELDS if n.endswith("_port")}
     )
 )
+
+
+def status_json_path(status_path: str) -> str:
+    """The JSON twin of the status page's path: ``/status`` -> ``/status.json``."""
+    return status_path + ".json"
 
 
 def parse_hostport(value: str) -> tuple[str, int]:

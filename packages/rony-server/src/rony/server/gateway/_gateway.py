@@ -8,7 +8,7 @@ Every request goes through ``_handle``:
 2. ``OPTIONS`` -> 204 CORS preflight; every other response carries the CORS headers;
 3. WebSocket upgrade on *any* path when ``Connection: Upgrade`` or ``X-Rony-Upgrade: Upgrade``
    (for proxies that strip ``Connection``), as Go Rony;
-4. ``GET health_path`` -> 200;
+4. ``GET health_path`` -> 200; ``GET status_path`` (and ``.json``) -> the status page;
 5. a REST route (method + path) -> the REST flow (``_rest.py``);
 6. a POST is RPC over HTTP (on any path): the body is one envelope, the reply one envelope;
 7. anything else: a GET/HEAD of an unknown path -> 404, another verb -> 405 (Allow: POST and
@@ -112,6 +112,7 @@ from rony.server.gateway._rest import (
     split_path,
     too_large_response,
 )
+from rony.server.gateway._status import StatusPage
 
 __all__ = ["Gateway"]
 
@@ -177,6 +178,10 @@ class Gateway:
         self._idle: asyncio.Future[None] | None = None
         self._ws_tasks: set[asyncio.Task[None]] = set()
         self._ws_handlers: set[asyncio.Task[Any]] = set()
+        # GET status_path and its .json twin (_status.py); None when status_path is None.
+        self._status = (
+            StatusPage(self, settings.status_path) if settings.status_path is not None else None
+        )
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -300,6 +305,9 @@ class Gateway:
                 content_type="application/json",
                 headers=cors,
             )
+        status_page = self._status
+        if status_page is not None and method == "GET" and request.path in status_page.paths:
+            return status_page.respond(request)  # (while stopping too: it says so)
         if self._stopping:
             resp = self._envelope_response(
                 error_envelope(BusyError("SERVER", "the server is shutting down")), False, cors

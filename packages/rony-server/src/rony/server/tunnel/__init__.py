@@ -12,6 +12,14 @@ share one long-lived QUIC connection, multiplexed by call id. See ``_quic`` for 
 
 from rony.server.tunnel._frames import FrameTooLargeError
 from rony.server.tunnel._quic import ALPN, Handler, Peer, TunnelSettings
-from rony.server.tunnel._tunnel import Tunnel
+from rony.server.tunnel._tunnel import Tunnel, TunnelLink
 
-__all__ = ["ALPN", "FrameTooLargeError", "Handler", "Peer", "Tunnel", "TunnelSettings"]
+__all__ = [
+    "ALPN",
+    "FrameTooLargeError",
+    "Handler",
+    "Peer",
+    "Tunnel",
+    "TunnelLink",
+    "TunnelSettings",
+]

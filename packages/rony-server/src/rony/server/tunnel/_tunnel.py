@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -31,7 +32,19 @@ from rony.server.tunnel._quic import (
 if TYPE_CHECKING:
     from rony.server.cluster._ca import TLSFiles
 
-__all__ = ["Tunnel"]
+__all__ = ["Tunnel", "TunnelLink"]
+
+
+@dataclass(frozen=True, slots=True)
+class TunnelLink:
+    """One open link of a tunnel (``Tunnel.links``)."""
+
+    peer: str
+    """The peer's node name, the CN of its verified certificate."""
+    address: str
+    """HOST:PORT: the address dialled (outgoing) or the peer's source address (incoming)."""
+    outgoing: bool
+    """True when this node dialled it (its calls to that peer go on it)."""
 
 
 class Tunnel:
@@ -64,6 +77,20 @@ class Tunnel:
     @property
     def settings(self) -> TunnelSettings:
         return self._settings
+
+    def links(self) -> list[TunnelLink]:
+        """The verified links open now, both ways (for status pages; a snapshot)."""
+        out = [
+            TunnelLink(link.peer.name, addr, outgoing=True)
+            for addr, link in self._links.items()
+            if link.peer is not None and link.closed is None
+        ]
+        out += [
+            TunnelLink(link.peer.name, link.peer.address, outgoing=False)
+            for link in self._server_links
+            if link.peer is not None and link.closed is None
+        ]
+        return out
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> tuple[str, int]:
         """Listen on host:port (port 0: one the OS picks) and return the address bound."""
