@@ -21,6 +21,8 @@ __all__ = [
     "NotAnIntegerError",
     "OpenError",
     "ReadOnlyError",
+    "RecordExistsError",
+    "RecordNotFoundError",
     "SnapshotLostError",
     "StorageError",
     "StoreAccessError",
@@ -91,6 +93,15 @@ class SnapshotLostError(TransactionError):
 class MapGrownError(TransactionError):
     """An ``update()`` block outgrew the map. The map has been grown and nothing was written:
     run the block again, or use ``Store.transact(fn)``, which retries by itself."""
+
+
+class RecordExistsError(StoreError):
+    """A repository's ``create`` found a record with the same primary key (``rony.store.repo``);
+    ``save`` is the upsert."""
+
+
+class RecordNotFoundError(StoreError):
+    """A repository's ``update`` found no record with the primary key (``rony.store.repo``)."""
 
 
 class StorageError(StoreError):
