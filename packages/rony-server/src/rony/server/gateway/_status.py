@@ -63,6 +63,7 @@ th{background:#eef0f3;font-weight:600}td.n{text-align:right;font-variant-numeric
 .st-alive{background:#d5f5dd;color:#11652b}.st-suspect{background:#fff0c2;color:#7a5800}
 .st-dead{background:#fbd9d9;color:#8c1c1c}.st-left{background:#e3e6ea;color:#4a5260}
 .st-other{background:#e3e6ea}.me{font-weight:600}.none{color:#5b6472}
+.row{display:flex;flex-wrap:wrap;gap:0 2.5em}
 """
 _CSS_HASH = base64.b64encode(hashlib.sha256(_CSS.encode()).digest()).decode()
 # No script, no fetch, no frame; only the style block above (by its hash).
@@ -183,7 +184,7 @@ class StatusPage:
             }
         return snap
 
-    def _connections(self) -> dict[str, int]:
+    def _connections(self) -> dict[str, int | None]:
         gateway = self._gateway
         open_now = getattr(gateway, "open_connections", None)
         if open_now is None:  # (until the metrics work gives the gateway this property)
@@ -195,7 +196,8 @@ class StatusPage:
             "open": int(open_now),
             "websocket": ws,
             "http": max(0, open_now - ws),
-            "accepted_total": int(getattr(counters, "conns_total", 0)),
+            # None: not counted (metrics off, or a gateway without counters)
+            "accepted_total": getattr(counters, "conns_total", None),
         }
 
     def _requests(self, now: float) -> dict[str, Any] | None:
@@ -254,6 +256,10 @@ def _addrs(addrs: list[str]) -> str:
     return "<br>".join(_e(a) for a in addrs) if addrs else '<span class="none">none</span>'
 
 
+def _count(value: int | None) -> str:
+    return '<span class="none">not counted</span>' if value is None else _e(value)
+
+
 def _duration(seconds: float) -> str:
     s = int(seconds)
     days, s = divmod(s, 86400)
@@ -304,7 +310,7 @@ def render_html(snap: dict[str, Any], json_href: str = "status.json") -> str:
                 f"{_e(conns['open'])} ({_e(conns['websocket'])} WebSocket, "
                 f"{_e(conns['http'])} HTTP)",
             ),
-            ("connections accepted", _e(conns["accepted_total"])),
+            ("connections accepted", _count(conns["accepted_total"])),
         ]
     )
     req = snap["requests"]
@@ -331,10 +337,8 @@ def render_html(snap: dict[str, Any], json_href: str = "status.json") -> str:
         f'<div class="sub">replica set {_e(snap["replica_set"])} · rony-server '
         f"{_e(snap['version'])} · reloads every {REFRESH_SECONDS} s · "
         f'<a href="{_e(json_href)}">JSON</a></div>',
-        "<h2>Node</h2>",
-        node,
-        "<h2>Requests</h2>",
-        requests,
+        f'<div class="row"><div><h2>Node</h2>{node}</div>',
+        f"<div><h2>Requests</h2>{requests}</div></div>",
         _cluster_html(snap["cluster"]),
         _tunnel_html(snap["tunnel"]),
         "</body></html>",
