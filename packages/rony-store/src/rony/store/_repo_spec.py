@@ -1,0 +1,215 @@
+"""What a repository stores where: :class:`ModelSpec`, its key orders, and the key layout.
+
+Every key a repository writes starts with ``NAMESPACE`` (``0xFF``, a byte :func:`keys.pack` never
+starts with, so repository keys and ``keys.pack`` user keys never meet), then
+``pack(kind, model, order)`` and the key parts:
+
+- the table (kind ``"t"``): ``… + pack(*primary key)`` -> the record's protobuf bytes;
+- a view (kind ``"v"``, order = its alias): ``… + pack(*view key)`` -> a copy of the bytes.
+  Views store a copy rather than a pointer so that reading or listing by a view costs what it
+  costs on the table (one get, or one scan), the way Go Rony did; the price is the record's
+  bytes once more per view on every write, which the same transaction writes (and deletes);
+- an index (kind ``"i"``, order = the field): ``… + pack(value) + pack(*primary key)`` -> the
+  packed primary key: a pointer, since an indexed value is rarely unique and an index is read
+  to find records, then each is read from the table (``get_many`` in one snapshot);
+- a singleton (kind ``"s"``): ``… `` -> its bytes.
+
+A view's key holds every table key field (the declared ones first), so one record has exactly
+one entry per view and none can shadow another's. Field values are checked against the field's
+type (a str given for an int key is a ``WrongTypeError``, not a silent miss).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Generic, TypeVar
+
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+
+from . import keys
+from .errors import InvalidArgumentError, WrongTypeError
+
+__all__ = ["NAMESPACE", "Index", "KeyOrder", "ModelSpec"]
+
+M = TypeVar("M", bound=Message)
+
+NAMESPACE: Final = b"\xff"
+"""First byte of every repository key."""
+
+_FLIP = bytes(255 - i for i in range(256))
+_F = FieldDescriptor
+_INTS = frozenset({_F.CPPTYPE_INT32, _F.CPPTYPE_INT64, _F.CPPTYPE_UINT32, _F.CPPTYPE_UINT64})
+
+
+def _strict(name: str, kind: type, encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    def part(value: Any) -> bytes:
+        if type(value) is not kind and not (
+            isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+        ):
+            raise WrongTypeError(
+                f"key field {name!r} is {kind.__name__}, not {type(value).__name__}"
+            )
+        return encode(value)
+
+    return part
+
+
+def field_encoder(message: type[Message], name: str, *, key: bool) -> Callable[[Any], bytes]:
+    """The checked encoder of one key field (``key=False``: an indexed field, which may be
+    repeated: the encoder then takes one element)."""
+    fd = message.DESCRIPTOR.fields_by_name.get(name)
+    full = message.DESCRIPTOR.full_name
+    if fd is None:
+        raise InvalidArgumentError(f"{full} has no field {name!r}")
+    if key and fd.is_repeated:
+        raise InvalidArgumentError(f"{full}.{name} is repeated and cannot be part of a key")
+    if fd.cpp_type in _INTS or fd.cpp_type == _F.CPPTYPE_ENUM:
+        return _strict(name, int, keys.encode_int)
+    if fd.cpp_type == _F.CPPTYPE_BOOL:
+        return _strict(name, bool, keys.encode_bool)
+    if fd.cpp_type in (_F.CPPTYPE_FLOAT, _F.CPPTYPE_DOUBLE):
+        return _strict(name, float, keys.encode_float)
+    if fd.cpp_type == _F.CPPTYPE_STRING:
+        if fd.type == _F.TYPE_BYTES:
+            return _strict(name, bytes, keys.encode_bytes)
+        return _strict(name, str, keys.encode_str)
+    what = "a key" if key else "an index"
+    raise InvalidArgumentError(f"{full}.{name} is a message or map and cannot be {what}")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOrder:
+    """One key order: the table's primary key, or a view. ``fields`` in key order; a field
+    named with a leading ``-`` sorts descending (Go Rony's sort_key syntax); the first
+    ``partition`` fields are the partition key (which a ``list`` of Go Rony required; here any
+    prefix of the fields may be given)."""
+
+    name: str
+    fields: tuple[str, ...]
+    partition: int = 1
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(f.lstrip("-") for f in self.fields)
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """A secondary index on ``field`` (a repeated field indexes each element)."""
+
+    field: str
+
+
+@dataclass(slots=True)
+class _Order:
+    """A key order made ready: its prefix and one encoder per field."""
+
+    prefix: bytes
+    names: tuple[str, ...]
+    encoders: tuple[Callable[[Any], bytes], ...]
+    desc: tuple[bool, ...]
+
+    def encode(self, values: Sequence[Any], what: str = "key") -> bytes:
+        if len(values) > len(self.encoders):
+            raise InvalidArgumentError(
+                f"a {what} has at most {len(self.encoders)} parts ({', '.join(self.names)}), "
+                f"not {len(values)}"
+            )
+        out = []
+        for value, enc, desc in zip(values, self.encoders, self.desc, strict=False):
+            b = enc(value)
+            out.append(b.translate(_FLIP) if desc else b)
+        return b"".join(out)
+
+    def full(self, values: Sequence[Any]) -> bytes:
+        if len(values) != len(self.encoders):
+            raise InvalidArgumentError(
+                f"the key is {len(self.encoders)} values ({', '.join(self.names)}), "
+                f"not {len(values)}"
+            )
+        return self.encode(values)
+
+    def of(self, m: Message) -> bytes:
+        return self.encode([getattr(m, n) for n in self.names])
+
+
+@dataclass(slots=True)
+class _IndexReady:
+    prefix: bytes
+    name: str
+    encode: Callable[[Any], bytes]
+    repeated: bool
+
+
+@dataclass
+class ModelSpec(Generic[M]):
+    """A model: its message class, a name (its keys' namespace: the proto full name by
+    default), the primary key, views and indexes. Checked when built (unknown field, repeated
+    or message-typed key field, a view missing a table key field: ``InvalidArgumentError``)."""
+
+    message: type[M]
+    table: KeyOrder
+    views: tuple[KeyOrder, ...] = ()
+    indexes: tuple[Index, ...] = ()
+    name: str = ""
+    _table: _Order = field(init=False, repr=False)
+    _views: dict[str, _Order] = field(init=False, repr=False)
+    _indexes: dict[str, _IndexReady] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        desc = self.message.DESCRIPTOR
+        if not self.name:
+            self.name = desc.full_name
+        if not self.table.fields:
+            raise InvalidArgumentError(f"{desc.full_name}: the table needs a key field")
+        self._table = self._order("t", self.table)
+        table_names = set(self.table.names)
+        self._views = {}
+        for view in self.views:
+            missing = sorted(table_names - set(view.names))
+            if missing:
+                raise InvalidArgumentError(
+                    f"{desc.full_name}: view {view.name!r} lacks the table key fields "
+                    f"{', '.join(missing)} (a view key holds every table key field)"
+                )
+            if view.name in self._views or not view.name:
+                raise InvalidArgumentError(f"{desc.full_name}: views need distinct names")
+            self._views[view.name] = self._order("v", view)
+        self._indexes = {}
+        for ix in self.indexes:
+            fd = desc.fields_by_name.get(ix.field)
+            self._indexes[ix.field] = _IndexReady(
+                NAMESPACE + keys.pack("i", self.name, ix.field),
+                ix.field,
+                field_encoder(self.message, ix.field, key=False),
+                bool(fd is not None and fd.is_repeated),
+            )
+
+    def _order(self, kind: str, order: KeyOrder) -> _Order:
+        if len(set(order.names)) != len(order.names):
+            raise InvalidArgumentError(f"{self.name}: a key names one field twice")
+        if not 0 <= order.partition <= len(order.fields):
+            raise InvalidArgumentError(f"{self.name}: partition is more than the key fields")
+        return _Order(
+            NAMESPACE + keys.pack(kind, self.name, order.name),
+            order.names,
+            tuple(field_encoder(self.message, n, key=True) for n in order.names),
+            tuple(f.startswith("-") for f in order.fields),
+        )
+
+    def key_of(self, m: M) -> tuple[Any, ...]:
+        """The primary key of ``m`` (the values of the table's key fields)."""
+        return tuple(getattr(m, n) for n in self._table.names)
+
+    def entries(self, m: M, pk: bytes, data: bytes) -> dict[bytes, bytes]:
+        """Every key (besides the table's) that record ``m`` has, with its value."""
+        out: dict[bytes, bytes] = {}
+        for view in self._views.values():
+            out[view.prefix + view.of(m)] = data
+        for ix in self._indexes.values():
+            value = getattr(m, ix.name)
+            for v in value if ix.repeated else (value,):
+                out[ix.prefix + ix.encode(v) + pk] = pk
+        return out
