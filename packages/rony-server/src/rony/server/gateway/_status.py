@@ -38,6 +38,7 @@ from rony.server._settings import status_json_path
 from rony.server.pb.imsg_pb2 import EdgeNode
 
 if TYPE_CHECKING:
+    from rony.server.cluster._cluster import Cluster
     from rony.server.gateway._gateway import Gateway
 
 __all__ = ["RATE_WINDOW", "REFRESH_SECONDS", "SAMPLE_EVERY", "StatusPage", "render_html"]
@@ -215,7 +216,7 @@ class StatusPage:
         }
 
 
-def _cluster(cluster: Any, me: str) -> dict[str, Any]:
+def _cluster(cluster: Cluster, me: str) -> dict[str, Any]:
     members = []
     for info in cluster.state():
         member: dict[str, Any] = {
