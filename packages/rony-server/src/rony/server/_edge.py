@@ -20,6 +20,7 @@ sending clients here before its connections close.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -56,7 +57,6 @@ if TYPE_CHECKING:
 
     from rony.server.cluster._ca import TLSFiles
     from rony.server.cluster._cluster import Cluster
-    from rony.server.pb.imsg_pb2 import TunnelMessage
     from rony.server.tunnel import Tunnel
     from rony.store import AsyncStore
 
@@ -356,16 +356,13 @@ class Edge:
         await self.cluster.start()
 
     async def _start_tunnel(self) -> None:
-        from rony.server.tunnel import Peer, Tunnel  # aioquic: only for a tunnel
+        from rony.server.tunnel import Tunnel  # aioquic: only for a tunnel
 
         s = self.settings
         assert s.tunnel_host is not None
         assert self._cluster_tls is not None  # EdgeSettings refuses a tunnel without TLS
 
-        async def handler(msg: TunnelMessage, peer: Peer) -> TunnelMessage:
-            return await serve_tunnel(self, msg, peer)
-
-        self.tunnel = Tunnel(self._cluster_tls, handler)
+        self.tunnel = Tunnel(self._cluster_tls, functools.partial(serve_tunnel, self))
         self._tunnel_bound = await self.tunnel.start(s.tunnel_host, s.tunnel_port)
         log.info(
             "tunnel: node %s serves QUIC with mutual TLS at %s (advertised %s)",

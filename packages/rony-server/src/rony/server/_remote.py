@@ -49,7 +49,7 @@ if TYPE_CHECKING:
     from rony.server.cluster._cluster import ClusterMember
     from rony.server.tunnel import Peer
 
-__all__ = ["TunnelConn", "call_remote", "serve_tunnel"]
+__all__ = ["TunnelConn", "call_remote", "serve_tunnel", "tunnel_message_bytes"]
 
 M = TypeVar("M", bound=Message)
 
@@ -100,16 +100,53 @@ def _one_envelope(replies: Sequence[MessageEnvelope]) -> MessageEnvelope:
     return envelope(MessageContainer(Length=len(replies), Envelopes=list(replies)))
 
 
-async def serve_tunnel(edge: Edge, msg: TunnelMessage, peer: Peer) -> TunnelMessage:
-    """The tunnel's handler on the callee: dispatch the envelope as a TUNNEL request."""
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_heads: dict[tuple[bytes, int], bytes] = {}
+
+
+def _sender_head(sender_id: bytes, replica_set: int) -> bytes:
+    """A TunnelMessage's SenderID and SenderReplicaSet fields, encoded as protobuf does
+    (defaults left out), once per node."""
+    head = _heads.get((sender_id, replica_set))
+    if head is None:
+        head = TunnelMessage(SenderID=sender_id, SenderReplicaSet=replica_set).SerializeToString()
+        _heads[(sender_id, replica_set)] = head
+    return head
+
+
+def tunnel_message_bytes(
+    sender_id: bytes, replica_set: int, env: MessageEnvelope, store: bytes = b""
+) -> bytes:
+    """The bytes of ``TunnelMessage(SenderID, SenderReplicaSet, Store, Envelope=env)`` as
+    protobuf serializes it (fields in number order; ``store`` the Store field already encoded),
+    without building the message and copying ``env`` into it: every remote call and every reply
+    takes this path. tests/tunnel/test_wire.py checks it against ``SerializeToString``."""
+    body = env.SerializeToString()
+    return b"".join(
+        (_sender_head(sender_id, replica_set), store, b"\x22", _varint(len(body)), body)
+    )
+
+
+def serve_tunnel(edge: Edge, msg: TunnelMessage, peer: Peer) -> Coroutine[Any, Any, bytes]:
+    """The tunnel's handler on the callee: dispatch the envelope as a TUNNEL request; the
+    awaitable gives the encoded reply TunnelMessage."""
     values = {kv.Key: kv.Value for kv in msg.Store} if msg.Store else {}
     conn = TunnelConn(peer.name, peer.address, values)
-    replies = await edge.dispatcher.dispatch(conn, msg.Envelope, kind=Kind.TUNNEL)
-    out = TunnelMessage()
-    out.SenderID = edge._sender_id
-    out.SenderReplicaSet = edge.replica_set
-    out.Envelope.CopyFrom(_one_envelope(replies))
-    return out
+    return _serve(edge, edge.dispatcher.dispatch(conn, msg.Envelope, kind=Kind.TUNNEL))
+
+
+async def _serve(edge: Edge, dispatch: Coroutine[Any, Any, list[MessageEnvelope]]) -> bytes:
+    replies = await dispatch
+    env = replies[0] if len(replies) == 1 else _one_envelope(replies)
+    return tunnel_message_bytes(edge._sender_id, edge.replica_set, env)
 
 
 def _targets(edge: Edge, replica_set: int, server_id: str | None) -> list[ClusterMember]:
@@ -193,12 +230,12 @@ async def _call_remote(
     store: Mapping[str, str] | None,
 ) -> list[MessageEnvelope]:
     members = _targets(edge, replica_set, server_id)
-    msg = TunnelMessage()
-    msg.SenderID = edge._sender_id
-    msg.SenderReplicaSet = edge.replica_set
+    kvs = b""
     if store:
-        msg.Store.extend(KeyValue(Key=k, Value=v) for k, v in store.items())
-    msg.Envelope.CopyFrom(env)
+        kvs = TunnelMessage(
+            Store=[KeyValue(Key=k, Value=v) for k, v in store.items()]
+        ).SerializeToString()
+    msg = tunnel_message_bytes(edge._sender_id, edge.replica_set, env, kvs)
     last: RonyError | None = None
     for i, member in enumerate(itertools.islice(itertools.cycle(members), max(1, attempts))):
         if i and retry_wait > 0:

@@ -12,8 +12,9 @@ certificates, and a full handshake costs only ~10 ms once per peer.
 
 After verification the client opens one bidirectional stream and every call of the link runs
 on it as frames (``_frames``): a REQUEST with a fresh call id, answered by a REPLY or an ERROR
-with the same id; a CANCEL withdraws a request whose caller gave up. The server runs each
-request in a task of its own, at most ``max_inflight_per_peer`` at a time per link. Frames
+with the same id; a CANCEL withdraws a request whose caller gave up. The server runs the
+requests of a loop turn one after the other in one task, each in a task of its own only once
+it suspends, at most ``max_inflight_per_peer`` at a time per link. Frames
 are queued into aioquic at once and flushed by one ``transmit`` per loop turn, so many calls
 share a datagram. A link that closes, or is closed, fails every call still pending on it.
 """
@@ -21,8 +22,11 @@ share a datagram. A link that closes, or is closed, fails every call still pendi
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 import ssl
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from heapq import heapify, heappop, heappush
@@ -50,6 +54,7 @@ from rony.core.errors import (
 )
 from rony.core.pb.msg_pb2 import Error
 from rony.server._addrs import hostport
+from rony.server.gateway._conn import Resume
 from rony.server.pb.imsg_pb2 import TunnelMessage
 from rony.server.tunnel._frames import (
     CANCEL,
@@ -131,7 +136,8 @@ class Peer:
     """Its remote address as "HOST:PORT" ("[::1]:PORT" for IPv6)."""
 
 
-Handler = Callable[[TunnelMessage, Peer], Awaitable[TunnelMessage]]
+Handler = Callable[[TunnelMessage, Peer], Awaitable[TunnelMessage | bytes]]
+"""Serves a request: returns the reply, or its encoded bytes (a TunnelMessage's)."""
 
 
 def parse_addr(addr: str) -> tuple[str, int]:
@@ -211,9 +217,20 @@ class _Link(QuicConnectionProtocol):
     # -- aioquic hooks
 
     def datagram_received(self, data: bytes | str, addr: NetworkAddress) -> None:
-        self.last_rx = self._loop.time()
+        self.last_rx = now = self._loop.time()
         self._addr = addr
-        super().datagram_received(data, addr)
+        if self.peer is None or self.closed is not None:
+            super().datagram_received(data, addr)  # handshake, refusal, closing: as aioquic does
+            return
+        # aioquic transmits after every datagram read. On a verified link that transmit waits
+        # for the flush at the end of the loop turn instead, after the calls it wakes (on the
+        # client) or the requests it starts (on the server) have queued their frames: the
+        # ACKs, the replies and the next calls leave in the same packets, and an empty
+        # transmit (~10 us of aioquic's packet building) is saved per datagram.
+        self._quic.receive_datagram(data, addr, now=now)  # type: ignore[arg-type]
+        self._process_events()
+        if self._flush_handle is None and self.closed is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def quic_event_received(self, event: events.QuicEvent) -> None:
         kind = type(event)
@@ -239,6 +256,10 @@ class _Link(QuicConnectionProtocol):
         """Called once, when the link closes: fail or cancel what is pending."""
 
     # -- shared
+
+    def clock(self) -> float:
+        """The loop's time (read through the link: no running-loop lookup)."""
+        return self._loop.time()
 
     @property
     def remote(self) -> str:
@@ -306,11 +327,12 @@ class _Link(QuicConnectionProtocol):
 
     def _flush(self) -> None:
         self._flush_handle = None
-        out = self._out
-        if out and self.closed is None:
-            self._out = []
-            data = out[0] if len(out) == 1 else b"".join(out)
-            self._quic.send_stream_data(self._out_stream, data)
+        if self.closed is None:
+            out = self._out
+            if out:
+                self._out = []
+                data = out[0] if len(out) == 1 else b"".join(out)
+                self._quic.send_stream_data(self._out_stream, data)
             self.transmit()
 
     def close_with(self, code: int, why: RonyError) -> None:
@@ -369,7 +391,13 @@ class ServerLink(_Link):
         self._handler = handler
         self._links = links
         self._limit = settings.max_inflight_per_peer
+        # A request's chain runs inline in a runner task (see _run), and gets a task of its own
+        # only when it suspends: ``tasks`` holds those (call id -> the task running it),
+        # ``_queued`` the requests not started yet (call id -> its entry in ``_batch``).
         self.tasks: dict[int, asyncio.Task[None]] = {}
+        self._queued: dict[int, list[Any]] = {}
+        self._batch: list[list[Any]] = []
+        self._runners: set[asyncio.Task[None]] = set()
         links.add(self)
 
     def _verified(self) -> None:
@@ -383,14 +411,16 @@ class ServerLink(_Link):
                     description=f"a request of {frame.size} bytes is over max_frame_size "
                     f"({self._max_frame}) at {self.peer.name if self.peer else '?'}"
                 )
-            elif len(self.tasks) >= self._limit:
+            elif len(self.tasks) + len(self._queued) >= self._limit:
                 err = BusyError("TUNNEL", f"over max_inflight_per_peer ({self._limit})")
-            elif call_id in self.tasks:
+            elif call_id in self.tasks or call_id in self._queued:
                 err = InvalidError("TUNNEL", f"call id {call_id} is already in flight")
             else:
-                self.tasks[call_id] = self._loop.create_task(
-                    self._serve(stream_id, call_id, frame[2])
-                )
+                entry = [stream_id, call_id, frame[2]]
+                self._queued[call_id] = entry
+                if not self._batch:
+                    self._start_runner(self._batch)
+                self._batch.append(entry)
                 return
             error = encode_frame(ERROR, call_id, _error_payload(err), self._max_frame)
             self.send_frame(stream_id, error)
@@ -398,9 +428,49 @@ class ServerLink(_Link):
             task = self.tasks.pop(call_id, None)
             if task is not None:
                 task.cancel()
+            else:
+                self._queued.pop(call_id, None)  # not started: its runner skips it
         else:
             why = UnavailableError("TUNNEL", f"{self.remote} sent a reply to a server")
             self.close_with(CLOSE_PROTOCOL, why)
+
+    def _start_runner(self, batch: list[list[Any]]) -> None:
+        runner = self._loop.create_task(self._run(batch))
+        self._runners.add(runner)
+        runner.add_done_callback(self._runners.discard)
+
+    async def _run(self, batch: list[list[Any]]) -> None:
+        """Serve the requests of ``batch`` one after the other, each chain inline in this task
+        (a task per request costs more than a small request's whole dispatch). A chain that
+        suspends keeps this task (its handler_timeout and cancels are bound to the task it
+        started in); the requests after it go to a new runner. So does the rest of the batch
+        when a chain leaves something behind in this task: a cancel request of its own, or a
+        contextvar set (the next request must start in a clean context, as in a task)."""
+        if batch is self._batch:
+            self._batch = []  # frames from now on start a new batch
+        task = asyncio.current_task()
+        assert task is not None
+        base = contextvars.copy_context()
+        queued = self._queued
+        for i, entry in enumerate(batch):
+            stream_id, call_id, payload = entry
+            if queued.get(call_id) is not entry:
+                continue  # cancelled before it started
+            del queued[call_id]
+            coro = self._serve(stream_id, call_id, payload)
+            try:
+                yielded = coro.send(None)
+            except (StopIteration, asyncio.CancelledError):  # (the chain raised a cancel)
+                if task.cancelling() or contextvars.copy_context() != base:
+                    if i + 1 < len(batch):
+                        self._start_runner(batch[i + 1 :])
+                    return
+                continue
+            if i + 1 < len(batch):
+                self._start_runner(batch[i + 1 :])
+            self.tasks[call_id] = task
+            await Resume(coro, yielded)
+            return
 
     async def _serve(self, stream_id: int, call_id: int, payload: bytes) -> None:
         try:
@@ -410,7 +480,8 @@ class ServerLink(_Link):
                 raise MalformedError("TUNNEL", "the request is not a TunnelMessage") from None
             assert self.peer is not None
             reply = await self._handler(request, self.peer)
-            frame = encode_frame(REPLY, call_id, reply.SerializeToString(), self._max_frame)
+            data = reply if type(reply) is bytes else reply.SerializeToString()  # type: ignore[union-attr]
+            frame = encode_frame(REPLY, call_id, data, self._max_frame)
         except RonyError as err:
             frame = encode_frame(ERROR, call_id, _error_payload(err), self._max_frame)
         except Exception:
@@ -423,7 +494,8 @@ class ServerLink(_Link):
             self.send_frame(stream_id, frame)
 
     def _closed_now(self, why: RonyError) -> None:
-        for task in self.tasks.values():
+        self._queued.clear()
+        for task in self._runners:
             task.cancel()
 
     def _on_terminated(self, event: events.ConnectionTerminated) -> None:
@@ -442,7 +514,11 @@ class ClientLink(_Link):
         self._pending: dict[int, asyncio.Future[TunnelMessage]] = {}
         self._next_id = 1
         self._stream = -1
-        self._slots = asyncio.Semaphore(settings.max_inflight_per_peer)
+        # Calls in flight, at most max_inflight_per_peer; callers beyond it wait in line
+        # (asyncio.Semaphore costs an acquire coroutine per call even when a slot is free).
+        self._inflight = 0
+        self._limit = settings.max_inflight_per_peer
+        self._slot_waiters: deque[asyncio.Future[None]] = deque()
         self._probe: asyncio.TimerHandle | None = None
         # Deadlines of the calls in flight, (deadline, call id), a heap with one timer armed at
         # the earliest live one: cheaper than a timer per call. Entries of answered calls stay
@@ -457,25 +533,20 @@ class ClientLink(_Link):
         if not self.ready.done():
             self.ready.set_result(None)
 
-    async def call(self, msg: TunnelMessage, deadline: float) -> TunnelMessage:
+    async def call(self, msg: TunnelMessage | bytes, deadline: float) -> TunnelMessage:
+        """Send a request (a TunnelMessage, or one already encoded) and wait for its reply."""
         call_id = self._next_id
         self._next_id = call_id + 1
         # Encoded (and its size checked) before a slot is taken or a byte is sent.
-        data = encode_frame(REQUEST, call_id, msg.SerializeToString(), self._max_frame)
-        slots = self._slots
-        if slots.locked():
-            try:
-                async with asyncio.timeout_at(deadline):
-                    await slots.acquire()
-            except TimeoutError:
-                raise self._timeout_error() from None
-        else:
-            await slots.acquire()  # free: returns without suspending
+        payload = msg if type(msg) is bytes else msg.SerializeToString()  # type: ignore[union-attr]
+        data = encode_frame(REQUEST, call_id, payload, self._max_frame)
+        if self._inflight >= self._limit:
+            await self._wait_slot(deadline)
+        self._inflight += 1
         try:
             if self.closed is not None:
                 raise _copy(self.closed)
-            loop = self._loop
-            reply: asyncio.Future[TunnelMessage] = loop.create_future()
+            reply: asyncio.Future[TunnelMessage] = self._loop.create_future()
             self._pending[call_id] = reply
             self.send_frame(self._stream, data)
             heap = self._deadlines
@@ -491,7 +562,36 @@ class ClientLink(_Link):
                     self._cancel(call_id)
                 raise
         finally:
-            slots.release()
+            self._inflight -= 1
+            if self._slot_waiters:
+                self._wake_one()
+
+    async def _wait_slot(self, deadline: float) -> None:
+        waiters = self._slot_waiters
+        try:
+            async with asyncio.timeout_at(deadline):
+                while self._inflight >= self._limit:
+                    waiter = self._loop.create_future()
+                    waiters.append(waiter)
+                    try:
+                        await waiter
+                    except BaseException:
+                        if waiter.done() and not waiter.cancelled():
+                            self._wake_one()  # woken and cancelled at once: pass the slot on
+                        else:
+                            with contextlib.suppress(ValueError):
+                                waiters.remove(waiter)
+                        raise
+        except TimeoutError:
+            raise self._timeout_error() from None
+
+    def _wake_one(self) -> None:
+        waiters = self._slot_waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def _arm(self, at: float) -> None:
         if self._expiry is not None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aioquic.asyncio.server import QuicServer
 from aioquic.quic.connection import QuicConnection
@@ -119,23 +120,33 @@ class Tunnel:
         sockname = transport.get_extra_info("sockname")
         return str(sockname[0]), int(sockname[1])
 
-    async def call(
+    def call(
         self,
         addr: str,
-        msg: TunnelMessage,
+        msg: TunnelMessage | bytes,
         *,
-        timeout: float,  # noqa: ASYNC109 (one deadline for the dial and the reply)
-    ) -> TunnelMessage:
-        """Send ``msg`` to the node at ``addr`` ("HOST:PORT") and return its reply.
+        timeout: float,
+    ) -> Coroutine[Any, Any, TunnelMessage]:
+        """Send ``msg`` (a TunnelMessage, or its encoded bytes) to the node at ``addr``
+        ("HOST:PORT") and return its reply.
 
         ``timeout`` (seconds) bounds the whole call, a dial included; when it passes, the peer
         is told to cancel the handler.
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         link = self._links.get(addr)
-        if link is None or link.closed is not None:
-            link = await self._link(addr, deadline)
+        if link is not None and link.closed is None:
+            # (the usual case: the link's own coroutine, with no second one around it)
+            return link.call(msg, link.clock() + timeout)
+        return self._dial_and_call(addr, msg, timeout)
+
+    async def _dial_and_call(
+        self,
+        addr: str,
+        msg: TunnelMessage | bytes,
+        timeout: float,  # noqa: ASYNC109 (one deadline for the dial and the reply)
+    ) -> TunnelMessage:
+        deadline = asyncio.get_running_loop().time() + timeout
+        link = await self._link(addr, deadline)
         return await link.call(msg, deadline)
 
     async def stop(self) -> None:
