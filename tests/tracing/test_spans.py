@@ -201,3 +201,22 @@ def test_bad_tracing_settings_are_refused() -> None:
         Edge(App("x"), trace_sampler="sometimes")
     with pytest.raises(ValueError, match="trace_ratio"):
         Edge(App("x"), trace_ratio=1.5)
+
+
+async def test_a_failed_remote_call_is_a_client_span_with_its_error() -> None:
+    from rony.core.errors import UnavailableError
+
+    from ._otel import C_Forward
+
+    provider, exporter = recorder()
+    async with serve(make_app(), tracer_provider=provider) as edge, AsyncClient(edge.url) as c:
+        with pytest.raises(UnavailableError):  # this node runs no cluster
+            await c.call(C_Forward, Ping(ID=5), Pong)
+        spans = await spans_when(exporter, lambda s: len(s) == 2, "two spans")
+    (call,) = [s for s in named(spans, "rpc.Trace/Echo") if s.kind is SpanKind.CLIENT]
+    (server,) = named(spans, "rpc.Trace/Forward")
+    assert call.parent is not None
+    assert call.parent.span_id == server.context.span_id
+    assert call.status.status_code is StatusCode.ERROR
+    assert dict(call.attributes or {})["rony.error.code"] == "E02"
+    assert dict(server.attributes or {})["rony.error.code"] == "E02"

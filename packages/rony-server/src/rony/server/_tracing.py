@@ -261,12 +261,17 @@ class Tracing:
         header = ctx.envelope.Header
         if header:
             traceparent = tracestate = None
-            for kv in header:
-                key = kv.Key
-                if key == "traceparent":
+            if len(header) == 1:  # (the usual: traceparent alone; indexing is cheaper)
+                kv = header[0]
+                if kv.Key == "traceparent":
                     traceparent = kv.Value
-                elif key == "tracestate":
-                    tracestate = kv.Value
+            else:
+                for kv in header:
+                    key = kv.Key
+                    if key == "traceparent":
+                        traceparent = kv.Value
+                    elif key == "tracestate":
+                        tracestate = kv.Value
             if traceparent is not None:
                 flag = _sampled_flag(traceparent)
                 if flag is not None:
