@@ -21,23 +21,26 @@ UPDATE = os.environ.get("RONY_UPDATE_GOLDEN") == "1"
 def test_generated_code_matches_golden(proto: str, tmp_path: Path) -> None:
     response = generate(request_for([proto], tmp_path))
     assert not response.error
-    [out] = response.file
-    assert out.name == proto.removesuffix(".proto") + "_rony.py"
-    golden = GOLDEN / out.name
-    if UPDATE:
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(out.content)
-    assert golden.exists(), f"no golden for {proto}; run with RONY_UPDATE_GOLDEN=1"
-    assert out.content == golden.read_text(), (
-        f"{proto}: generated code differs from {golden.relative_to(GOLDEN.parent)}; if intended, "
-        "regenerate with RONY_UPDATE_GOLDEN=1 and review the diff"
-    )
+    # <proto>_rony.py, then <proto>_repo.py when the file has rony_model messages.
+    assert response.file[0].name == proto.removesuffix(".proto") + "_rony.py"
+    for out in response.file:
+        golden = GOLDEN / out.name
+        if UPDATE:
+            golden.parent.mkdir(parents=True, exist_ok=True)
+            golden.write_text(out.content)
+        assert golden.exists(), f"no golden {out.name}; run with RONY_UPDATE_GOLDEN=1"
+        assert out.content == golden.read_text(), (
+            f"{proto}: generated code differs from {golden.relative_to(GOLDEN.parent)}; if "
+            "intended, regenerate with RONY_UPDATE_GOLDEN=1 and review the diff"
+        )
 
 
 def test_every_golden_has_a_fixture() -> None:
     expected = {p.removesuffix(".proto") + "_rony.py" for p in fixture_protos()}
     present = {p.relative_to(GOLDEN).as_posix() for p in GOLDEN.rglob("*_rony.py")}
     assert present == expected
+    repos = {p.relative_to(GOLDEN).as_posix() for p in GOLDEN.rglob("*_repo.py")}
+    assert {r.removesuffix("_repo.py") + "_rony.py" for r in repos} <= expected
 
 
 def test_generation_is_deterministic(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ __all__ = [
     "ModelSpec",
     "Repository",
     "Singleton",
+    "prefix_of",
 ]
 
 M = TypeVar("M", bound=Message)
@@ -52,6 +53,21 @@ MAX_LIST_LIMIT: Final = 999
 """Most records one ``list`` returns (Go Rony's ``SetLimit`` bound); page with ``after``."""
 
 _CREATE, _UPDATE, _SAVE = 0, 1, 2
+
+
+def prefix_of(names: tuple[str, ...], *values: Any) -> tuple[Any, ...]:
+    """The key prefix of a generated ``list(a=..., b=...)``: the leading values that are not
+    None. A value given after one left out would be silently ignored, so it is an error."""
+    n = 0
+    while n < len(values) and values[n] is not None:
+        n += 1
+    for name, value in zip(names[n:], values[n:], strict=False):
+        if value is not None:
+            raise InvalidArgumentError(
+                f"key field {name!r} is given but {names[n]!r} before it is not: a key prefix "
+                "is the leading fields"
+            )
+    return values[:n]
 
 
 def _check_page(skip: object, limit: object) -> tuple[int, int]:
@@ -118,6 +134,21 @@ class _Base(Generic[M]):
             txn.delete(k)
         txn.delete(table_key)
         return True
+
+    def create_in(self, txn: WriteTxn, m: M, *, ttl: float | None = None) -> None:
+        """``create`` inside ``txn`` (``store.transact(fn)`` / ``store.update()``, or
+        ``AsyncStore.transact(fn)``: these run on the writer thread), to write several records
+        atomically."""
+        self._write(txn, self._check(m), ttl, _CREATE)
+
+    def update_in(self, txn: WriteTxn, m: M, *, ttl: float | None = None) -> None:
+        self._write(txn, self._check(m), ttl, _UPDATE)
+
+    def save_in(self, txn: WriteTxn, m: M, *, ttl: float | None = None) -> None:
+        self._write(txn, self._check(m), ttl, _SAVE)
+
+    def delete_in(self, txn: WriteTxn, *key: Any) -> bool:
+        return self._remove(txn, key)
 
     def _order(self, view: str | None) -> _Order:
         if view is None:
@@ -224,19 +255,6 @@ class Repository(_Base[M]):
     def delete(self, *key: Any) -> bool:
         """Delete the record with primary key ``key``; True if there was one."""
         return self._store.transact(lambda txn: self._remove(txn, key))
-
-    def create_in(self, txn: WriteTxn, m: M, *, ttl: float | None = None) -> None:
-        """:meth:`create` inside ``txn`` (``store.transact(fn)`` / ``store.update()``)."""
-        self._write(txn, self._check(m), ttl, _CREATE)
-
-    def update_in(self, txn: WriteTxn, m: M, *, ttl: float | None = None) -> None:
-        self._write(txn, self._check(m), ttl, _UPDATE)
-
-    def save_in(self, txn: WriteTxn, m: M, *, ttl: float | None = None) -> None:
-        self._write(txn, self._check(m), ttl, _SAVE)
-
-    def delete_in(self, txn: WriteTxn, *key: Any) -> bool:
-        return self._remove(txn, key)
 
     # -- reads -----------------------------------------------------------------------------
 

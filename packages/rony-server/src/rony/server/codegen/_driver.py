@@ -44,7 +44,7 @@ RONY_PROTO_DIR = Path(__file__).resolve().parent / "proto"
 data: a user's proto imports ``"rony/core/pb/options.proto"`` with no flags."""
 
 _SKIP_DIRS = frozenset({"node_modules", "site-packages", "venv", "build", "dist"})
-_OUTPUT_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_rony.py")
+_OUTPUT_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_rony.py", "_repo.py")
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from rony.core import message_id, method_id
 from rony.core.pb import msg_pb2, options_pb2
 
 from ._names import module_of, snake_case, tunnel_function
+from ._repo import RepoModel, build_repos
 
 __all__ = [
     "FileModel",
@@ -136,6 +137,7 @@ class FileModel:
     output: str  # "examples/echo/sample_rony.py"
     messages: tuple[MessageModel, ...]
     services: tuple[ServiceModel, ...]
+    repos: tuple[RepoModel, ...] = ()  # rony_model messages (``_repo``)
 
 
 @dataclass(slots=True)
@@ -408,6 +410,7 @@ def _file(
         output=module.replace(".", "/") + "_rony.py",
         messages=tuple(messages),
         services=tuple(services),
+        repos=build_repos(f, refs, locs, problems),
     )
 
 

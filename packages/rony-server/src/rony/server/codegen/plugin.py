@@ -20,6 +20,7 @@ from rony.core.pb import options_pb2
 
 from ._model import GenerationError, build_model
 from ._render import render
+from ._repo import render_repo, repo_output
 
 __all__ = ["generate", "main"]
 
@@ -51,6 +52,9 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         return response
     for model in models:
         response.file.add(name=model.output, content=render(model))
+        repo = render_repo(model)  # <proto>_repo.py, for files with rony_model messages
+        if repo is not None:
+            response.file.add(name=repo_output(model.output), content=repo)
     return response
 
 
