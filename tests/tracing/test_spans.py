@@ -10,7 +10,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, StatusCode
 
 from rony.client import AsyncClient
-from rony.core import C_Ping, KeyValue, Ping, Pong
+from rony.core import C_Ping, KeyValue, Ping, Pong, RequestCtx, method_id
 from rony.core.errors import InvalidError
 from rony.server import App, Edge
 from rony.server.testing import serve
@@ -26,6 +26,7 @@ from ._otel import (
     spans_when,
 )
 
+C_Own = method_id("Trace", "Own")
 TRACE = "0af7651916cd43dd8448eb211c80319c"
 PARENT = "b7ad6b7169203331"
 
@@ -220,3 +221,31 @@ async def test_a_failed_remote_call_is_a_client_span_with_its_error() -> None:
     assert call.status.status_code is StatusCode.ERROR
     assert dict(call.attributes or {})["rony.error.code"] == "E02"
     assert dict(server.attributes or {})["rony.error.code"] == "E02"
+
+
+async def test_a_handler_span_in_an_unsampled_request_is_not_recorded() -> None:
+    """A span the handler (or an instrumented library) starts in an unsampled request is an
+    unsampled child, not the root of a trace of its own."""
+    provider, exporter = recorder()
+    tracer = provider.get_tracer("handler")
+    app = make_app()
+
+    async def own_span(ctx: RequestCtx) -> None:
+        with tracer.start_as_current_span("inner"):
+            ctx.push_message(Pong(ID=1))
+
+    app.handle(C_Own, own_span, request_class=Ping, service="Trace", method="Own")
+    async with (
+        serve(app, tracer_provider=provider, trace_ratio=0.0) as edge,
+        AsyncClient(edge.url) as c,
+    ):
+        await c.call(C_Own, Ping(), Pong)
+        unsampled = {"traceparent": f"00-{TRACE}-{PARENT}-00"}
+        await c.call(C_Own, Ping(), Pong, header=unsampled)
+        sampled = {"traceparent": f"00-{TRACE}-{PARENT}-01"}
+        await c.call(C_Own, Ping(), Pong, header=sampled)
+        spans = await spans_when(exporter, lambda s: len(s) >= 2, "the sampled request's spans")
+    assert sorted(s.name for s in spans) == ["inner", "rpc.Trace/Own"]
+    inner, outer = named(spans, "inner")[0], named(spans, "rpc.Trace/Own")[0]
+    assert inner.parent is not None
+    assert inner.parent.span_id == outer.context.span_id

@@ -148,6 +148,31 @@ def _unsampled_headers(decided: _Unsampled) -> dict[str, str]:
     return out
 
 
+# The OpenTelemetry context of an unsampled request: a valid, unsampled, non-recording span,
+# so spans the handler (or an instrumented library) starts are unsampled children, which the
+# SDK's default parent-based sampler drops, instead of roots of traces of their own. One for
+# every unsampled request (its ids mean nothing: nothing records them), so making it costs
+# nothing per request; rony's own calls pass the caller's real traceparent (_DECIDED).
+_UNSAMPLED_CONTEXT = trace.set_span_in_context(
+    NonRecordingSpan(
+        SpanContext(random.getrandbits(128) | 1, random.getrandbits(64) | 1, True, _NOT_SAMPLED)
+    ),
+    Context(),
+)
+
+_Undo = tuple[Token[Any], object]
+"""What an unsampled request undoes at its end: the decision and the context it attached."""
+
+
+def _unsampled(decided: _Unsampled) -> _Undo:
+    return _DECIDED.set(decided), otel_context.attach(_UNSAMPLED_CONTEXT)
+
+
+def _undo_unsampled(undo: _Undo) -> None:
+    otel_context.detach(undo[1])  # type: ignore[arg-type]
+    _DECIDED.reset(undo[0])
+
+
 class _Outer:
     """A sampled REST request: its span is current; the handler's span is its child."""
 
@@ -255,7 +280,7 @@ class Tracing:
 
     # --- a request (the dispatcher) ---------------------------------------------------------
 
-    def begin(self, ctx: RequestCtx, entry: HandlerEntry) -> _Traced | Token[Any] | None:
+    def begin(self, ctx: RequestCtx, entry: HandlerEntry) -> _Traced | _Undo | None:
         """Decide and, when sampled, open the request's span (and make it current). The
         result goes to ``end`` in the same task, once the chain is done."""
         header = ctx.envelope.Header
@@ -276,12 +301,12 @@ class Tracing:
                 flag = _sampled_flag(traceparent)
                 if flag is not None:
                     if self.parent_based and not flag:  # (the cheap, usual unsampled case)
-                        return _DECIDED.set((traceparent, tracestate))
+                        return _unsampled((traceparent, tracestate))
                     parent = parse_traceparent(traceparent)
                     assert parent is not None
                     trace_id, span_id, _ = parent
                     if not self._with_parent(trace_id, flag):
-                        return _DECIDED.set((traceparent, tracestate))
+                        return _unsampled((traceparent, tracestate))
                     state = TraceState.from_header([tracestate]) if tracestate else None
                     remote = SpanContext(trace_id, span_id, True, _SAMPLED, state)
                     parent_ctx = trace.set_span_in_context(NonRecordingSpan(remote), Context())
@@ -293,7 +318,7 @@ class Tracing:
             return None  # (unsampled further out: the marker is set already)
         ratio = self.ratio  # (_root, inlined: this is the unsampled request's whole cost)
         if ratio < 1.0 and (ratio <= 0.0 or _random() >= ratio):
-            return _DECIDED.set(_ROOT_UNSAMPLED)
+            return _unsampled(_ROOT_UNSAMPLED)
         return self._open(ctx, entry, Context(), SpanKind.SERVER)
 
     def _open(
@@ -326,10 +351,10 @@ class Tracing:
             self._names[entry.constructor] = known
         return known
 
-    def end(self, traced: _Traced | Token[Any], ctx: RequestCtx) -> None:
+    def end(self, traced: _Traced | _Undo, ctx: RequestCtx) -> None:
         """Close what ``begin`` opened: the span, with the request's outcome."""
         if type(traced) is not _Traced:
-            _DECIDED.reset(traced)  # type: ignore[arg-type]
+            _undo_unsampled(traced)  # type: ignore[arg-type]
             return
         span = traced.span
         try:
@@ -352,7 +377,7 @@ class Tracing:
 
     def rest_begin(
         self, method: str, route: str, path: str, headers: Mapping[str, str]
-    ) -> _Traced | Token[Any]:
+    ) -> _Traced | _Undo:
         """A REST request: decide from its HTTP headers; when sampled, a SERVER span
         ``<METHOD> <route>``. Hand the result to ``rest_end``."""
         traceparent = headers.get("traceparent")
@@ -361,12 +386,12 @@ class Tracing:
         if parent is not None:
             trace_id, span_id, flag = parent
             if not self._with_parent(trace_id, flag):
-                return _DECIDED.set((traceparent, tracestate))
+                return _unsampled((traceparent, tracestate))
             state = TraceState.from_header([tracestate]) if tracestate else None
             remote = SpanContext(trace_id, span_id, True, _SAMPLED, state)
             parent_ctx = trace.set_span_in_context(NonRecordingSpan(remote), Context())
         elif not self._root():
-            return _DECIDED.set(_ROOT_UNSAMPLED)
+            return _unsampled(_ROOT_UNSAMPLED)
         else:
             parent_ctx = Context()
         attributes = {
@@ -380,10 +405,10 @@ class Tracing:
         token = otel_context.attach(trace.set_span_in_context(span))
         return _Traced(span, (token, _DECIDED.set(_Outer(span))), 0)
 
-    def rest_end(self, traced: _Traced | Token[Any], status: int | None) -> None:
+    def rest_end(self, traced: _Traced | _Undo, status: int | None) -> None:
         """Close ``rest_begin``'s span with the HTTP status (None: the request failed)."""
         if type(traced) is not _Traced:
-            _DECIDED.reset(traced)  # type: ignore[arg-type]
+            _undo_unsampled(traced)  # type: ignore[arg-type]
             return
         span = traced.span
         token, decided = traced.token
@@ -404,22 +429,20 @@ class Tracing:
         """Around a remote call: a CLIENT span when the caller is sampled (or, outside any
         request, a sampled root), and its trace context put into ``env``'s headers. An
         unsampled caller's context is passed on as it is; the callee then records nothing."""
-        current = trace.get_current_span()
-        sc = current.get_span_context()
+        sc = trace.get_current_span().get_span_context()
+        decided = _DECIDED.get()
         span: Span | None = None
-        if sc.is_valid:
+        if type(decided) is tuple:  # an unsampled request: its caller's context goes on
+            _set_headers(env, _unsampled_headers(decided))
+        elif sc.is_valid:
             if sc.trace_flags.sampled:
                 span = self._client_span(app, replica_set, env, None)
             else:
                 _set_headers(env, _injected(None))
+        elif self._root():  # outside any request: this call is the root
+            span = self._client_span(app, replica_set, env, Context())
         else:
-            decided = _DECIDED.get()
-            if type(decided) is tuple:
-                _set_headers(env, _unsampled_headers(decided))
-            elif self._root():
-                span = self._client_span(app, replica_set, env, Context())
-            else:
-                _set_headers(env, _unsampled_headers(_ROOT_UNSAMPLED))
+            _set_headers(env, _unsampled_headers(_ROOT_UNSAMPLED))
         if span is None:
             yield
             return
