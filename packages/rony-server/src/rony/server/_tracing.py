@@ -17,8 +17,10 @@ under 2 µs. Per envelope (``begin``):
    parent's sampled flag; a root (no parent) is sampled with ``trace_ratio``;
    ``traceidratio`` decides on the trace id alone, so nodes with one ratio agree;
 3. unsampled: no span. A marker in a context variable keeps the decision for the rest of the
-   request, so a remote call made by the handler carries it on (``traceparent`` with flags
-   00): the callee does not start a trace of its own for a request that was not sampled;
+   request, so a remote call made by the handler carries it on (the caller's ``traceparent``,
+   flags 00): the callee does not start a trace of its own for a request that was not
+   sampled. The request also runs in one shared unsampled OpenTelemetry context, so spans
+   its handler starts are dropped too rather than each becoming a root;
 4. sampled: a SERVER span ``rpc.<Service>/<Method>`` (Go Rony's name and attributes, plus
    ``rpc.system``, the request id, constructor, node id and outcome), current in the request's
    OpenTelemetry context, so the handler's own spans and remote calls are its children. The
