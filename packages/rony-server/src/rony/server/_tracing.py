@@ -320,7 +320,8 @@ class Tracing:
             return None  # (unsampled further out: the marker is set already)
         ratio = self.ratio  # (_root, inlined: this is the unsampled request's whole cost)
         if ratio < 1.0 and (ratio <= 0.0 or _random() >= ratio):
-            return _unsampled(_ROOT_UNSAMPLED)
+            # The shared unsampled context alone: a remote call passes on its flags 00.
+            return otel_context.attach(_UNSAMPLED_CONTEXT)  # type: ignore[return-value]
         return self._open(ctx, entry, Context(), SpanKind.SERVER)
 
     def _open(
@@ -355,8 +356,12 @@ class Tracing:
 
     def end(self, traced: _Traced | _Undo, ctx: RequestCtx) -> None:
         """Close what ``begin`` opened: the span, with the request's outcome."""
-        if type(traced) is not _Traced:
-            _undo_unsampled(traced)  # type: ignore[arg-type]
+        kind = type(traced)
+        if kind is not _Traced:
+            if kind is tuple:
+                _undo_unsampled(traced)  # type: ignore[arg-type]
+            else:  # an unsampled root: the context token alone
+                otel_context.detach(traced)  # type: ignore[arg-type]
             return
         span = traced.span
         try:
