@@ -34,8 +34,8 @@ def _message_classes() -> tuple[Any, Any]:
             label = _F.LABEL_REPEATED if repeated else _F.LABEL_OPTIONAL
             m.field.add(name=fname, number=number, type=ftype, label=label)
     pool = descriptor_pool.DescriptorPool()
-    fd = pool.Add(f)
-    desc = pool.FindFileByName(fd.name) if hasattr(fd, "name") else fd
+    pool.Add(f)
+    desc = pool.FindFileByName(f.name)
     post = message_factory.GetMessageClass(desc.message_types_by_name["Post"])
     post2 = message_factory.GetMessageClass(desc.message_types_by_name["Post2"])
     return post, post2

@@ -36,7 +36,7 @@ def _schema_tuples() -> st.SearchStrategy[tuple[tuple[Any, ...], tuple[Any, ...]
             size = draw(st.integers(0, n))
             out = []
             for strat, desc in schema[:size]:
-                value = draw(strat)
+                value: Any = draw(strat)
                 out.append(Desc(value) if desc else value)
             return tuple(out)
 
@@ -128,7 +128,7 @@ def test_subclasses_are_written_as_their_base() -> None:
     class Name(str):
         pass
 
-    assert pack(Name("x"), bytearray(b"y")) == pack("x", b"y")
+    assert pack(Name("x"), bytearray(b"y")) == pack("x", b"y")  # type: ignore[arg-type]
     assert pack(True) != pack(1)
 
 
