@@ -282,9 +282,10 @@ class Tracing:
 
     # --- a request (the dispatcher) ---------------------------------------------------------
 
-    def begin(self, ctx: RequestCtx, entry: HandlerEntry) -> _Traced | _Undo | None:
+    def begin(self, ctx: RequestCtx, entry: HandlerEntry) -> Any:
         """Decide and, when sampled, open the request's span (and make it current). The
-        result goes to ``end`` in the same task, once the chain is done."""
+        result (None, or what to undo: a span, a context token, the unsampled decision)
+        goes to ``end`` in the same task, once the chain is done."""
         header = ctx.envelope.Header
         if header:
             traceparent = tracestate = None
@@ -321,7 +322,7 @@ class Tracing:
         ratio = self.ratio  # (_root, inlined: this is the unsampled request's whole cost)
         if ratio < 1.0 and (ratio <= 0.0 or _random() >= ratio):
             # The shared unsampled context alone: a remote call passes on its flags 00.
-            return otel_context.attach(_UNSAMPLED_CONTEXT)  # type: ignore[return-value]
+            return otel_context.attach(_UNSAMPLED_CONTEXT)
         return self._open(ctx, entry, Context(), SpanKind.SERVER)
 
     def _open(
@@ -354,14 +355,14 @@ class Tracing:
             self._names[entry.constructor] = known
         return known
 
-    def end(self, traced: _Traced | _Undo, ctx: RequestCtx) -> None:
+    def end(self, traced: Any, ctx: RequestCtx) -> None:
         """Close what ``begin`` opened: the span, with the request's outcome."""
         kind = type(traced)
-        if kind is not _Traced:
-            if kind is tuple:
-                _undo_unsampled(traced)  # type: ignore[arg-type]
-            else:  # an unsampled root: the context token alone
-                otel_context.detach(traced)  # type: ignore[arg-type]
+        if kind is tuple:  # an unsampled parent
+            _undo_unsampled(traced)
+            return
+        if kind is not _Traced:  # an unsampled root: the context token alone
+            otel_context.detach(traced)
             return
         span = traced.span
         try:
