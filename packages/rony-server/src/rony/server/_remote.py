@@ -100,7 +100,12 @@ def _one_envelope(replies: Sequence[MessageEnvelope]) -> MessageEnvelope:
     return envelope(MessageContainer(Length=len(replies), Envelopes=list(replies)))
 
 
+_SHORT_VARINTS = [bytes((n,)) for n in range(128)]
+
+
 def _varint(n: int) -> bytes:
+    if n < 128:
+        return _SHORT_VARINTS[n]  # (a small envelope: most calls and replies)
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)
