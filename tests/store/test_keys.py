@@ -90,7 +90,8 @@ def test_mixed_types_never_confused(a: list[Any], b: list[Any]) -> None:
 
 
 def test_negative_ints_sort_before_positive_ones() -> None:
-    values = [-(1 << 64), -(1 << 63), -257, -256, -255, -1, 0, 1, 255, 256, 1 << 63, 1 << 64]
+    values = [-(1 << 64) - 1, -(1 << 64), -(1 << 63) - 1, -(1 << 63), -257, -256, -1, 0, 1, 256,
+              (1 << 63) - 1, 1 << 63, 1 << 64]  # fmt: skip
     assert sorted(values, key=pack) == values
     assert [unpack(pack(v))[0] for v in values] == values
 
@@ -145,9 +146,11 @@ def test_bad_parts_are_typed_errors() -> None:
 
 
 GARBAGE = [
-    b"\x10",  # no length
-    b"\x10\x82\x01",  # truncated int
-    b"\x10\x81\x00",  # non-canonical int (zero in one byte)
+    b"\x10\x00",  # truncated int
+    b"\x11",  # no length
+    b"\x11\x02\x01",  # truncated big int
+    b"\x11\x01\x05",  # non-canonical int (fits in 64 bits)
+    b"\x0f\xfe\x00",  # non-canonical negative big int
     b"\x31abc",  # no terminator
     b"\x31a\x01\x05\x00",  # bad escape
     b"\x20\x00",  # truncated float

@@ -67,8 +67,12 @@ def test_bad_arguments_are_typed_errors(repo: Repository[Any]) -> None:
         repo.read(1, 2)
     with pytest.raises(WrongTypeError, match="key field 'user_id' is int, not str"):
         repo.read("1", 2, 3)
-    with pytest.raises(WrongTypeError, match="is int, not bool"):
-        repo.read(True, 2, 3)
+    with pytest.raises(WrongTypeError, match="key field 'created' is int, not float"):
+        repo.read(1, 2.0, 3)
+    with pytest.raises(InvalidArgumentError, match="MAX_INT_BYTES"):
+        repo.read(1 << 2000, 2, 3)
+    repo.save(Post(user_id=1, created=1, id=1))
+    assert repo.read(True, True, 1) == repo.read(1, 1, 1)  # a bool is its int, as in Python
     with pytest.raises(InvalidArgumentError, match="at most 3 parts"):
         repo.list(1, 2, 3, 4)
     with pytest.raises(InvalidArgumentError, match="no view 'nope'"):

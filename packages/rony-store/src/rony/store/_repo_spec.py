@@ -21,6 +21,8 @@ type (a str given for an int key is a ``WrongTypeError``, not a silent miss).
 
 from __future__ import annotations
 
+import keyword
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Generic, TypeVar
@@ -44,15 +46,17 @@ _INTS = frozenset({_F.CPPTYPE_INT32, _F.CPPTYPE_INT64, _F.CPPTYPE_UINT32, _F.CPP
 
 
 def _strict(name: str, kind: type, encode: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    # A bool given for an int field is that int (True == 1, as everywhere in Python).
     def part(value: Any) -> bytes:
-        if type(value) is not kind and not (
-            isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-        ):
-            raise WrongTypeError(
-                f"key field {name!r} is {kind.__name__}, not {type(value).__name__}"
-            )
+        if type(value) is not kind:  # a message's own values always pass: see _IndexReady
+            if not isinstance(value, kind):
+                raise WrongTypeError(
+                    f"key field {name!r} is {kind.__name__}, not {type(value).__name__}"
+                )
+            value = kind(value)
         return encode(value)
 
+    part.kind = kind.__name__  # type: ignore[attr-defined]
     return part
 
 
@@ -102,16 +106,28 @@ class Index:
     field: str
 
 
-@dataclass(slots=True)
 class _Order:
-    """A key order made ready: its prefix and one encoder per field."""
+    """A key order made ready: its prefix, one encoder per field, and functions compiled for
+    it (``key(*values)`` and ``of(message)``: the bytes after the prefix; ``full_key(*values)``
+    with the prefix): a run of int fields is one ``struct.pack`` (see ``_compile``)."""
 
-    prefix: bytes
-    names: tuple[str, ...]
-    encoders: tuple[Callable[[Any], bytes], ...]
-    desc: tuple[bool, ...]
+    __slots__ = ("desc", "encoders", "full_key", "key", "names", "of", "prefix")
+
+    def __init__(
+        self,
+        prefix: bytes,
+        names: tuple[str, ...],
+        encoders: tuple[Callable[[Any], bytes], ...],
+        desc: tuple[bool, ...],
+    ) -> None:
+        self.prefix = prefix
+        self.names = names
+        self.encoders = encoders
+        self.desc = desc
+        self.key, self.full_key, self.of = _compile(self)
 
     def encode(self, values: Sequence[Any], what: str = "key") -> bytes:
+        """The bytes (after the prefix) of the leading ``values`` (a key prefix)."""
         if len(values) > len(self.encoders):
             raise InvalidArgumentError(
                 f"a {what} has at most {len(self.encoders)} parts ({', '.join(self.names)}), "
@@ -124,6 +140,7 @@ class _Order:
         return b"".join(out)
 
     def full(self, values: Sequence[Any]) -> bytes:
+        """The bytes of a full key, checked: the slow path of ``key``."""
         if len(values) != len(self.encoders):
             raise InvalidArgumentError(
                 f"the key is {len(self.encoders)} values ({', '.join(self.names)}), "
@@ -131,16 +148,95 @@ class _Order:
             )
         return self.encode(values)
 
-    def of(self, m: Message) -> bytes:
-        return self.encode([getattr(m, n) for n in self.names])
+
+_INT_TAG, _INT_TAG_DESC = 0x10, 0xEF
+_BIAS = 1 << 63
+
+
+def _compile(
+    order: _Order,
+) -> tuple[Callable[..., bytes], Callable[..., bytes], Callable[[Any], bytes]]:
+    """Specialised ``key(*v)`` and ``of(m)`` for ``order``, built as source and exec'd once.
+
+    A run of int fields in the signed 64-bit range is one ``struct.pack`` of (tag, value +
+    2**63) pairs (the value complemented for a descending field), exactly what
+    ``keys.encode_int`` writes; other fields call their checked encoder. Anything unusual (a
+    wrong type, an int past 64 bits) raises inside, and the slow checked path
+    (``_Order.full``) then encodes it or raises the clear error.
+    """
+    env: dict[str, Any] = {"_slow": order.full, "_FLIP": _FLIP, "_B": _BIAS}
+    parts: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            name = f"_S{len(env)}"
+            env[name] = struct.Struct(">" + "BQ" * (len(run) // 2))
+            parts.append(f"{name}.pack({', '.join(run)})")
+            run.clear()
+
+    for i, (enc, desc) in enumerate(zip(order.encoders, order.desc, strict=True)):
+        if getattr(enc, "kind", None) == "int":
+            run += [str(_INT_TAG_DESC), f"_B - 1 - v{i}"] if desc else [str(_INT_TAG), f"v{i} + _B"]
+            continue
+        flush()
+        env[f"_E{i}"] = enc
+        parts.append(f"_E{i}(v{i}).translate(_FLIP)" if desc else f"_E{i}(v{i})")
+    flush()
+    n = len(order.encoders)
+    expr = " + ".join(parts) or 'b""'
+    args = ", ".join(f"v{i}" for i in range(n))
+    values = f"({args}{',' if n == 1 else ''})"
+    getters = ", ".join(
+        f"m.{name}" if name.isidentifier() and not keyword.iskeyword(name) else
+        f"getattr(m, {name!r})"
+        for name in order.names
+    )  # fmt: skip
+    env["_P"] = order.prefix
+    # Fixed arity: a call with the wrong number of values is a TypeError, which the callers
+    # turn into the checked path's clear error.
+    source = (
+        f"def key({args}):\n"
+        "    try:\n"
+        f"        return {expr}\n"
+        "    except Exception:\n"
+        f"        return _slow({values})\n"
+        f"def full_key({args}):\n"
+        "    try:\n"
+        f"        return _P + {expr}\n"
+        "    except Exception:\n"
+        f"        return _P + _slow({values})\n"
+        "def of(m):\n"
+        f"    {args}{',' if n == 1 else ''} = {getters}\n"
+        "    try:\n"
+        f"        return {expr}\n"
+        "    except Exception:\n"
+        f"        return _slow({values})\n"
+    )
+    exec(source, env)
+    return env["key"], env["full_key"], env["of"]
 
 
 @dataclass(slots=True)
 class _IndexReady:
     prefix: bytes
     name: str
-    encode: Callable[[Any], bytes]
+    encode: Callable[[Any], bytes]  # checked: for values a caller gives
     repeated: bool
+    of_message: Callable[[Any], bytes] = field(init=False)  # unchecked: a message's values
+
+    def __post_init__(self) -> None:
+        kind = getattr(self.encode, "kind", "")
+        self.of_message = _RAW.get(kind, self.encode)
+
+
+_RAW: dict[str, Callable[[Any], bytes]] = {
+    "int": keys.encode_int,
+    "str": keys.encode_str,
+    "bytes": keys.encode_bytes,
+    "bool": keys.encode_bool,
+    "float": keys.encode_float,
+}
 
 
 @dataclass
@@ -210,6 +306,10 @@ class ModelSpec(Generic[M]):
             out[view.prefix + view.of(m)] = data
         for ix in self._indexes.values():
             value = getattr(m, ix.name)
-            for v in value if ix.repeated else (value,):
-                out[ix.prefix + ix.encode(v) + pk] = pk
+            enc, prefix = ix.of_message, ix.prefix
+            if ix.repeated:
+                for v in value:
+                    out[prefix + enc(v) + pk] = pk
+            else:
+                out[prefix + enc(value) + pk] = pk
         return out

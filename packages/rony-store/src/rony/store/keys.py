@@ -15,11 +15,11 @@ Go Rony joined key parts with no separator and wrote signed integers as two's co
 also returned ``"ab…"``, and -1 sorted after every positive number. Here every part carries a
 type tag and its own end:
 
-- ``int`` (any size whose magnitude fits in ``MAX_INT_BYTES`` bytes): tag, then a length byte
-  ``0x80 + n`` for a positive number of ``n`` magnitude bytes (``0x80`` alone for zero) or
-  ``0x80 - n`` for a negative one, then the magnitude big-endian, complemented when negative.
-  Longer numbers get longer headers, so negatives sort before zero before positives, and
-  within a sign by magnitude.
+- ``int``: in the signed 64-bit range, tag ``0x10`` and ``n + 2**63`` as 8 bytes big-endian
+  (one ``struct`` call: the hot path of repositories); beyond it (any size whose magnitude
+  fits in ``MAX_INT_BYTES`` bytes) tag ``0x11`` with a length byte and the magnitude for
+  positives, tag ``0x0F`` with ``255 - length`` and the complemented magnitude for negatives.
+  So negatives sort before zero before positives, and within a sign by magnitude.
 - ``float``: tag and the IEEE-754 double made sortable (sign bit flipped for positives, every
   bit flipped for negatives); -0.0 is written as 0.0 (they are equal) and NaN is refused (it
   has no place in an order).
@@ -51,13 +51,16 @@ anyway."""
 
 TAG_FALSE: Final = 0x02
 TAG_TRUE: Final = 0x03
+TAG_BIG_NEG: Final = 0x0F
 TAG_INT: Final = 0x10
+TAG_BIG_POS: Final = 0x11
 TAG_FLOAT: Final = 0x20
 TAG_BYTES: Final = 0x30
 TAG_STR: Final = 0x31
 
 _DOUBLE = struct.Struct(">d")
 _U64 = struct.Struct(">Q")
+_INT64 = struct.Struct(">BQ")
 _SIGN = 1 << 63
 _MASK64 = (1 << 64) - 1
 _FLIP = bytes(255 - i for i in range(256))
@@ -101,17 +104,17 @@ def _escape(raw: bytes) -> bytes:
 
 def encode_int(value: int) -> bytes:
     """The encoding of one int part (``value`` must be an int, not a bool)."""
-    if value == 0:
-        return b"\x10\x80"
+    if -_SIGN <= value < _SIGN:
+        return _INT64.pack(TAG_INT, value + _SIGN)
     if value > 0:
         n = (value.bit_length() + 7) >> 3
         if n > MAX_INT_BYTES:
             raise InvalidArgumentError(f"key int part has {n} bytes > MAX_INT_BYTES")
-        return bytes((TAG_INT, 0x80 + n)) + value.to_bytes(n, "big")
+        return bytes((TAG_BIG_POS, n)) + value.to_bytes(n, "big")
     n = ((-value).bit_length() + 7) >> 3
     if n > MAX_INT_BYTES:
         raise InvalidArgumentError(f"key int part has {n} bytes > MAX_INT_BYTES")
-    return bytes((TAG_INT, 0x80 - n)) + ((1 << (8 * n)) - 1 + value).to_bytes(n, "big")
+    return bytes((TAG_BIG_NEG, 255 - n)) + ((1 << (8 * n)) - 1 + value).to_bytes(n, "big")
 
 
 def encode_str(value: str) -> bytes:
@@ -205,21 +208,30 @@ def _unescape(data: bytes, pos: int) -> tuple[bytes, int]:
         return bytes(out), nul + 1
 
 
+_TAGS = frozenset(
+    {TAG_FALSE, TAG_TRUE, TAG_BIG_NEG, TAG_INT, TAG_BIG_POS, TAG_FLOAT, TAG_BYTES, TAG_STR}
+)
+
+
 def _part(data: bytes, pos: int) -> tuple[Part, int]:
     if pos >= len(data):
         raise KeyDecodeError("a key ends inside a part")
     tag = data[pos]
     pos += 1
     if tag == TAG_INT:
+        body = data[pos : pos + 8]
+        if len(body) != 8:
+            raise KeyDecodeError("a truncated int part")
+        return _U64.unpack(body)[0] - _SIGN, pos + 8
+    if tag in (TAG_BIG_POS, TAG_BIG_NEG):
         if pos >= len(data):
             raise KeyDecodeError("an int part has no length")
-        head = data[pos]
-        n = abs(head - 0x80)
+        n = data[pos] if tag == TAG_BIG_POS else 255 - data[pos]
         body = data[pos + 1 : pos + 1 + n]
         if len(body) != n or n > MAX_INT_BYTES:
             raise KeyDecodeError("a truncated int part")
         magnitude = int.from_bytes(body, "big")
-        value = magnitude if head >= 0x80 else magnitude - ((1 << (8 * n)) - 1)
+        value = magnitude if tag == TAG_BIG_POS else magnitude - ((1 << (8 * n)) - 1)
         if encode_int(value) != data[pos - 1 : pos + 1 + n]:
             raise KeyDecodeError("an int part that is not in canonical form")
         return value, pos + 1 + n
@@ -243,7 +255,7 @@ def _part(data: bytes, pos: int) -> tuple[Part, int]:
         if math.isnan(number) or (number == 0 and math.copysign(1.0, number) < 0):
             raise KeyDecodeError("a float part pack() never writes (NaN or -0.0)")
         return number, pos + 8
-    if 255 - tag in (TAG_INT, TAG_STR, TAG_BYTES, TAG_FALSE, TAG_TRUE, TAG_FLOAT):
+    if 255 - tag in _TAGS:
         # A Desc part: decode the complemented bytes up to where the part ends.
         flipped = data[pos - 1 :].translate(_FLIP)
         inner, used = _part(flipped, 0)

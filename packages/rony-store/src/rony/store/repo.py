@@ -26,10 +26,18 @@ from typing import Any, Final, Generic, TypeVar
 
 from google.protobuf.message import Message
 
+from . import _ttl
 from ._repo_spec import NAMESPACE, Index, KeyOrder, ModelSpec, _Order
 from ._store import Store
-from ._txn import ReadTxn, WriteTxn
-from .errors import InvalidArgumentError, RecordExistsError, RecordNotFoundError, WrongTypeError
+from ._txn import ReadTxn, WriteTxn, check_set_ttl
+from .errors import (
+    InvalidArgumentError,
+    InvalidKeyError,
+    InvalidValueError,
+    RecordExistsError,
+    RecordNotFoundError,
+    WrongTypeError,
+)
 
 __all__ = [
     "DEFAULT_LIST_LIMIT",
@@ -80,6 +88,13 @@ def _check_page(skip: object, limit: object) -> tuple[int, int]:
     return skip, limit
 
 
+def _key(order: _Order, values: tuple[Any, ...]) -> bytes:
+    try:
+        return order.key(*values)
+    except TypeError:  # the wrong number of values (or a wrong type): the checked path says so
+        return order.full(values)
+
+
 class _Base(Generic[M]):
     """The logic both faces share; every method here runs inside one transaction."""
 
@@ -119,20 +134,40 @@ class _Base(Generic[M]):
         if old_raw is not None:
             for key in spec.entries(self._parse(old_raw), pk, old_raw):
                 if key not in entries:
-                    txn.delete(key)
-        txn.set(table_key, data, ttl)
+                    txn._delete(key)
+        # Every entry of the record gets the same header (so they expire together), written
+        # straight to the engine: the keys are built here, only their lengths need a check.
+        eng = txn._eng
+        max_key = eng._max_key
+        if len(data) > eng._options.max_value_size:
+            raise InvalidValueError(f"record of {len(data)} bytes > max_value_size")
+        if ttl is None:
+            header, expiry = _ttl.PERSISTENT_HEADER, _ttl.PERSISTENT
+        else:
+            seconds = check_set_ttl(ttl, False)
+            assert seconds is not None
+            expiry = _ttl.expiry_for(seconds, txn.now)
+            header = _ttl.encode(b"", expiry)
+        raw_set = eng._raw_set
+        raw = txn._raw
+        txn._enter()
+        if len(table_key) > max_key:
+            raise InvalidKeyError(f"{spec.name}: a key of {len(table_key)} bytes > {max_key}")
+        raw_set(raw, table_key, header + data, expiry)
         for key, value in entries.items():
-            txn.set(key, value, ttl)
+            if len(key) > max_key:
+                raise InvalidKeyError(f"{spec.name}: a key of {len(key)} bytes > {max_key}")
+            raw_set(raw, key, header + value, expiry)
 
     def _remove(self, txn: WriteTxn, key: tuple[Any, ...]) -> bool:
-        pk = self._pk.full(key)
+        pk = _key(self._pk, key)
         table_key = self._pk.prefix + pk
         old_raw = txn.get(table_key)
         if old_raw is None:
             return False
         for k in self.spec.entries(self._parse(old_raw), pk, old_raw):
-            txn.delete(k)
-        txn.delete(table_key)
+            txn._delete(k)
+        txn._delete(table_key)
         return True
 
     def create_in(self, txn: WriteTxn, m: M, *, ttl: float | None = None) -> None:
@@ -165,7 +200,7 @@ class _Base(Generic[M]):
         low = order.prefix + order.encode(prefix, "key prefix")
         if after is None:
             return low, None, None
-        mark = order.prefix + order.full(after)
+        mark = order.prefix + _key(order, after)
         # A full key is a prefix of no other full key of its order, so the next key up is
         # ``mark + 0x00`` and everything below is below ``mark``.
         return (low, None, mark) if reverse else (low, mark + b"\x00", None)
@@ -204,7 +239,7 @@ class _Base(Generic[M]):
         low = ix.prefix + ix.encode(value)
         start = end = None
         if after is not None:
-            mark = low + self._pk.full(after)
+            mark = low + _key(self._pk, after)
             start, end = (None, mark) if reverse else (mark + b"\x00", None)
         items = list(txn.scan(low, start=start, end=end, reverse=bool(reverse), limit=skip + limit))
         table = self._pk.prefix
@@ -220,7 +255,7 @@ class Repository(_Base[M]):
     transaction each (``*_in(txn, ...)`` run inside yours, to write several atomically).
     """
 
-    __slots__ = ("_store",)
+    __slots__ = ("_get", "_store", "_table_key")
 
     def __init__(self, spec: ModelSpec[M], store: Store) -> None:
         super().__init__(spec)
@@ -228,6 +263,9 @@ class Repository(_Base[M]):
             raise WrongTypeError("a Repository takes a rony.store.Store (AsyncRepository: an "
                                  "AsyncStore)")  # fmt: skip
         self._store = store
+        # Bound once: a read by key is the hot path (benchmarks/repo.py).
+        self._get = store.get
+        self._table_key = self._pk.full_key
 
     @property
     def store(self) -> Store:
@@ -260,13 +298,17 @@ class Repository(_Base[M]):
 
     def read(self, *key: Any) -> M | None:
         """The record with primary key ``key`` (all the table's key fields), or None."""
-        raw = self._store.get(self._pk.prefix + self._pk.full(key))
+        try:
+            k = self._table_key(*key)
+        except TypeError:  # the wrong number of values: the checked path says so
+            k = self._pk.prefix + self._pk.full(key)
+        raw = self._get(k)
         return None if raw is None else self._parse(raw)
 
     def read_by(self, view: str, *key: Any) -> M | None:
         """The record whose key in ``view`` is ``key`` (every field of the view), or None."""
         order = self._order(view)
-        raw = self._store.get(order.prefix + order.full(key))
+        raw = self._store.get(order.prefix + _key(order, key))
         return None if raw is None else self._parse(raw)
 
     def list(
@@ -345,12 +387,12 @@ class AsyncRepository(_Base[M]):
         return result
 
     async def read(self, *key: Any) -> M | None:
-        raw = self._store.get(self._pk.prefix + self._pk.full(key))
+        raw = self._store.get(self._pk.prefix + _key(self._pk, key))
         return None if raw is None else self._parse(raw)
 
     async def read_by(self, view: str, *key: Any) -> M | None:
         order = self._order(view)
-        raw = self._store.get(order.prefix + order.full(key))
+        raw = self._store.get(order.prefix + _key(order, key))
         return None if raw is None else self._parse(raw)
 
     async def list(
