@@ -150,14 +150,14 @@ def bench(work: Path, n: int, batch: int, rounds: int) -> None:
             # The baseline reads the same records from the same store by their keys, built
             # beforehand: what is left between the two is what the repository adds (the key
             # built from the values, the layers), not the data's layout.
-            table_keys = [repo.repo._table_key(*pk) for pk in pks]
+            table_keys = [order.full_key(*pk) for pk in pks]
             read = repo.read
             get = ours.get
             parse = cls.FromString
 
             def read_repo(pks: list[Any] = pks, read: Any = read) -> None:
-                for pk in pks:
-                    read(*pk)
+                for user_id, created, ident in pks:  # the values in hand, as a caller has
+                    read(user_id, created, ident)
 
             def read_raw(
                 get: Any = get, parse: Any = parse, table_keys: list[bytes] = table_keys

@@ -63,8 +63,10 @@ def test_create_read_update_save_delete(repo: Repository[Any]) -> None:
 def test_bad_arguments_are_typed_errors(repo: Repository[Any]) -> None:
     with pytest.raises(WrongTypeError, match="stores Post, not Post2"):
         repo.save(Post2(user_id=1))
-    with pytest.raises(InvalidArgumentError, match=r"3 values \(user_id, created, id\), not 2"):
+    with pytest.raises(TypeError, match="missing 1 required positional argument: 'id'"):
         repo.read(1, 2)
+    with pytest.raises(InvalidArgumentError, match=r"3 values \(user_id, created, id\), not 2"):
+        repo.delete(1, 2)
     with pytest.raises(WrongTypeError, match="key field 'user_id' is int, not str"):
         repo.read("1", 2, 3)
     with pytest.raises(WrongTypeError, match="key field 'created' is int, not float"):

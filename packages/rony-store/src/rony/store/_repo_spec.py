@@ -111,7 +111,18 @@ class _Order:
     it (``key(*values)`` and ``of(message)``: the bytes after the prefix; ``full_key(*values)``
     with the prefix): a run of int fields is one ``struct.pack`` (see ``_compile``)."""
 
-    __slots__ = ("desc", "encoders", "full_key", "key", "names", "of", "prefix")
+    __slots__ = (
+        "args",
+        "desc",
+        "encoders",
+        "env",
+        "expr",
+        "full_key",
+        "key",
+        "names",
+        "of",
+        "prefix",
+    )
 
     def __init__(
         self,
@@ -124,7 +135,25 @@ class _Order:
         self.names = names
         self.encoders = encoders
         self.desc = desc
+        self.expr, self.args, self.env = "", "", {}
         self.key, self.full_key, self.of = _compile(self)
+
+    def reader(self, get: Callable[[bytes], bytes | None], parse: Callable[[bytes], Any]) -> Any:
+        """``read(*values)``: ``parse(get(prefix + key))`` or None, as one compiled function
+        (a read by primary key is the repositories' hot path)."""
+        env = dict(self.env, _get=get, _parse=parse)
+        one = "," if len(self.names) == 1 else ""
+        source = (
+            f"def read({self.args}):\n"
+            "    try:\n"
+            f"        k = _P + {self.expr}\n"
+            "    except Exception:\n"
+            f"        k = _P + _slow(({self.args}{one}))\n"
+            "    raw = _get(k)\n"
+            "    return None if raw is None else _parse(raw)\n"
+        )
+        exec(source, env)
+        return env["read"]
 
     def encode(self, values: Sequence[Any], what: str = "key") -> bytes:
         """The bytes (after the prefix) of the leading ``values`` (a key prefix)."""
@@ -175,17 +204,23 @@ def _compile(
             parts.append(f"{name}.pack({', '.join(run)})")
             run.clear()
 
+    params = [
+        f"v{i}" if n.startswith("_") or keyword.iskeyword(n) or not n.isidentifier() else n
+        for i, n in enumerate(order.names)
+    ]
     for i, (enc, desc) in enumerate(zip(order.encoders, order.desc, strict=True)):
         if getattr(enc, "kind", None) == "int":
-            run += [str(_INT_TAG_DESC), f"_B - 1 - v{i}"] if desc else [str(_INT_TAG), f"v{i} + _B"]
+            v = params[i]
+            run += [str(_INT_TAG_DESC), f"_B - 1 - {v}"] if desc else [str(_INT_TAG), f"{v} + _B"]
             continue
         flush()
         env[f"_E{i}"] = enc
-        parts.append(f"_E{i}(v{i}).translate(_FLIP)" if desc else f"_E{i}(v{i})")
+        v = params[i]
+        parts.append(f"_E{i}({v}).translate(_FLIP)" if desc else f"_E{i}({v})")
     flush()
     n = len(order.encoders)
     expr = " + ".join(parts) or 'b""'
-    args = ", ".join(f"v{i}" for i in range(n))
+    args = ", ".join(params)
     values = f"({args}{',' if n == 1 else ''})"
     getters = ", ".join(
         f"m.{name}" if name.isidentifier() and not keyword.iskeyword(name) else
@@ -193,8 +228,9 @@ def _compile(
         for name in order.names
     )  # fmt: skip
     env["_P"] = order.prefix
-    # Fixed arity: a call with the wrong number of values is a TypeError, which the callers
-    # turn into the checked path's clear error.
+    # Fixed arity, parameters named as the fields: a call with a value missing is Python's
+    # TypeError naming it (the callers turn it into the checked path's error).
+    order.expr, order.args, order.env = expr, args, env
     source = (
         f"def key({args}):\n"
         "    try:\n"

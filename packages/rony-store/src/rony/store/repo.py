@@ -255,7 +255,7 @@ class Repository(_Base[M]):
     transaction each (``*_in(txn, ...)`` run inside yours, to write several atomically).
     """
 
-    __slots__ = ("_get", "_store", "_table_key")
+    # No __slots__: ``read`` is replaced per instance by a function compiled for the key.
 
     def __init__(self, spec: ModelSpec[M], store: Store) -> None:
         super().__init__(spec)
@@ -263,9 +263,9 @@ class Repository(_Base[M]):
             raise WrongTypeError("a Repository takes a rony.store.Store (AsyncRepository: an "
                                  "AsyncStore)")  # fmt: skip
         self._store = store
-        # Bound once: a read by key is the hot path (benchmarks/repo.py).
-        self._get = store.get
-        self._table_key = self._pk.full_key
+        # A read by primary key is the hot path (benchmarks/repo.py): one compiled function,
+        # parameters named as the key fields, shadowing the method below.
+        self.__dict__["read"] = self._pk.reader(store.get, self._parse)
 
     @property
     def store(self) -> Store:
@@ -297,13 +297,9 @@ class Repository(_Base[M]):
     # -- reads -----------------------------------------------------------------------------
 
     def read(self, *key: Any) -> M | None:
-        """The record with primary key ``key`` (all the table's key fields), or None."""
-        try:
-            k = self._table_key(*key)
-        except TypeError:  # the wrong number of values: the checked path says so
-            k = self._pk.prefix + self._pk.full(key)
-        raw = self._get(k)
-        return None if raw is None else self._parse(raw)
+        """The record with primary key ``key`` (all the table's key fields), or None. (A
+        missing value is a TypeError naming the field, as for any Python function.)"""
+        raise AssertionError("replaced in __init__")  # pragma: no cover
 
     def read_by(self, view: str, *key: Any) -> M | None:
         """The record whose key in ``view`` is ``key`` (every field of the view), or None."""
