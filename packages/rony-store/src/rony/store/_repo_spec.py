@@ -135,7 +135,8 @@ class _Order:
         self.names = names
         self.encoders = encoders
         self.desc = desc
-        self.expr, self.args, self.env = "", "", {}
+        self.expr, self.args = "", ""
+        self.env: dict[str, Any] = {}
         self.key, self.full_key, self.of = _compile(self)
 
     def reader(self, get: Callable[[bytes], bytes | None], parse: Callable[[bytes], Any]) -> Any:
