@@ -1,8 +1,9 @@
 """``rony gen``: run protoc (grpc_tools) with Rony's include path and the rony plugin.
 
 Everything is generated into a temporary folder first: ``_pb2.py``, ``_pb2.pyi``, ``_rony.py``
-and, for a file with ``rony_model`` messages, ``_repo.py``. Only when protoc and the plugin both succeeded are the files moved into the output
-folder (unchanged files are left alone), so a bad .proto never leaves half a set behind.
+and, for a file with ``rony_model`` messages, ``_repo.py``. Only when protoc and the plugin
+both succeeded are the files moved into the output folder (unchanged files are left alone), so
+a bad .proto never leaves half a set behind.
 
 The plugin runs in a child process that protoc starts. It is started through a small script that
 loads this ``codegen`` package from its folder under a private name, so the child needs only
