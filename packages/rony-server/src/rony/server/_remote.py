@@ -241,6 +241,24 @@ async def _call_remote(
             Store=[KeyValue(Key=k, Value=v) for k, v in store.items()]
         ).SerializeToString()
     msg = tunnel_message_bytes(edge._sender_id, edge.replica_set, env, kvs)
+    first = members[0]
+    tunnel = edge.tunnel
+    if (
+        attempts <= 1
+        and tunnel is not None
+        and first.tunnel_addrs
+        and first.server_id != edge.server_id
+    ):
+        # The usual call: one try, on another node (the loop below, without its setup).
+        try:
+            reply = await tunnel.call(first.tunnel_addrs[0], msg, timeout=timeout)
+        except (UnavailableError, RequestTimeoutError):
+            edge._remote_failures[first.server_id] = asyncio.get_running_loop().time()
+            raise
+        out = reply.Envelope
+        if out.Constructor == C_MessageContainer:
+            return list(unwrap(out, MessageContainer).Envelopes)
+        return [out]
     last: RonyError | None = None
     for i, member in enumerate(itertools.islice(itertools.cycle(members), max(1, attempts))):
         if i and retry_wait > 0:
