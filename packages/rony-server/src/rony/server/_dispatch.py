@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -70,6 +71,7 @@ from rony.core.errors import (
     RonyError,
 )
 from rony.server._app import App, HandlerEntry
+from rony.server._metrics import RequestMetrics
 
 if TYPE_CHECKING:
     from rony.server._tracing import Tracing
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
 __all__ = ["DispatchSettings", "Dispatcher", "Reply", "error_envelope"]
 
 log = logging.getLogger("rony.server")
+_monotonic = time.monotonic
 
 Reply = Callable[[MessageEnvelope], None]
 """Where replies of a persistent conn go, one envelope at a time (never blocks)."""
@@ -152,6 +155,7 @@ class DispatchSettings:
     limits: Limits = DEFAULT_LIMITS
     handler_timeout: float | None = 30.0
     json_enabled: bool = True
+    metrics: bool = True
 
 
 class Dispatcher:
@@ -175,6 +179,9 @@ class Dispatcher:
         # OpenTelemetry spans (rony.server._tracing): set by Edge.start when it traces; None:
         # no span work at all (tracing off, or no SDK installed).
         self.tracing: Tracing | None = None
+        # Request counts and durations by constructor (rony.server._metrics); None: not
+        # counted (EdgeSettings.metrics off).
+        self.metrics: RequestMetrics | None = RequestMetrics() if settings.metrics else None
         # handler_timeout bookkeeping: task -> deadline of the chain it runs, and the tasks
         # the sweeper cancelled (see _execute).
         self._watched: dict[asyncio.Task[Any], float] = {}
@@ -337,12 +344,17 @@ class Dispatcher:
         if released is not None:
             ctx.on_release(lambda: None if released.done() else released.set_result(None))
         traced: Any = None  # what tracing.begin opened (a span, or the unsampled decision)
+        metrics = self.metrics
+        started = now or _monotonic()  # (the request's start, for its duration metric)
+        entry: HandlerEntry | None = None
+        done = False
         try:
             constructor = ctx.constructor
             entry = self.app.handlers.get(constructor) or self.builtins.get(constructor)
             if entry is None or (entry.internal and dctx.kind is Kind.GATEWAY):
                 # An internal (rony_internal) method is refused from the gateway, and looks the
                 # same as an unknown one. Go Rony never enforced it (inventory §14 weakness 1).
+                entry = None  # (an internal one counts as unknown too)
                 ctx.push_error(InvalidError("HANDLER", f"no handler for {constructor}"))
                 if self.log_requests:
                     log.debug("conn %s request %d: no handler for %d", ctx.conn_id,
@@ -427,11 +439,14 @@ class Dispatcher:
             if fired_as:
                 assert task is not None
                 self._timed_out(ctx, entry, limit, task, fired_as == "cut")
+            done = True
         finally:
             if traced is not None:
                 self.tracing.end(traced, ctx)  # type: ignore[union-attr]
             if released is not None:  # (only a SyncRun container member has a release)
                 ctx.next_can_go()
+            if metrics is not None:
+                metrics.observe(ctx, entry, started, done or ctx.error is not None)
             if ctx.error is not None:
                 _drop_tracebacks(ctx.error)
         return dctx.drain() if drain and dctx.buffer else []

@@ -19,7 +19,7 @@ import typing
 
 from . import errors
 from ._options import StoreOptions
-from ._store import Store, StoreStats
+from ._store import Store, StoreCounters, StoreStats
 from ._ttl import NO_EXPIRY, NO_KEY
 from ._txn import ReadTxn, WriteTxn
 
@@ -32,6 +32,7 @@ __all__ = [
     "AsyncStore",
     "ReadTxn",
     "Store",
+    "StoreCounters",
     "StoreOptions",
     "StoreStats",
     "WriteTxn",

@@ -18,7 +18,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from . import _ttl
-from ._store import Store, StoreStats, _ViewBlock
+from ._store import Store, StoreCounters, StoreStats, _ViewBlock
 from ._txn import (
     WriteTxn,
     check_by,
@@ -109,6 +109,10 @@ class AsyncStore:
 
     async def stats(self) -> StoreStats:
         return self._store.stats()
+
+    def counters(self) -> StoreCounters:
+        """:meth:`Store.counters` (plain reads: no thread, no await)."""
+        return self._store.counters()
 
     def view(self) -> _ViewBlock:
         """``with astore.view() as txn:`` (a plain ``with``: snapshot reads run inline)."""

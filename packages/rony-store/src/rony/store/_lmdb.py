@@ -194,6 +194,8 @@ class Engine:
         self._lock_fd = -1
         self._registered: tuple[int, int] | None = None
         self._gen = 0
+        # Write operations committed (a batch of N counts N): read by Store.counters().
+        self._writes = 0
         self._gate = 0  # 0 open, 1 draining views, 2 closed to every read
         self._epoch = 0  # map resizes so far (views opened before one lose their snapshot)
         self._views = 0
@@ -682,6 +684,7 @@ class Engine:
                     txn._finish()
                     self._map_full = False
                     self._gen += 1
+                    self._writes += 1
                     return result
             finally:
                 self._wowner = 0
@@ -728,6 +731,7 @@ class Engine:
                         return [(False, err)] * len(fns)
                     txn._finish()
                     self._gen += 1
+                    self._writes += len(fns)
                     return outcomes
             finally:
                 self._wowner = 0
@@ -784,6 +788,7 @@ class Engine:
                 self._abort_write(raw)
                 raise err from None
             self._gen += 1
+            self._writes += 1
         finally:
             self._wowner = 0
             self._wlock.release()
@@ -896,6 +901,7 @@ class Engine:
                         raise
                     raise err from None
                 self._gen += 1
+                self._writes += 1
                 return
 
     def _raw_delete(self, raw: Any, key: bytes) -> bytes | None:

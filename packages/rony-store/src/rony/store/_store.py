@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import os
 import threading
 import time
@@ -33,7 +34,7 @@ from ._txn import (
     check_set_ttl,
     check_value,
 )
-from ._writer import GroupCommitter, Maintenance
+from ._writer import COMMIT_BUCKETS, GroupCommitter, Maintenance
 from .errors import StoreClosedError, TransactionError
 
 T = TypeVar("T")
@@ -59,6 +60,22 @@ class StoreStats:
     file_size: int
     last_txn_id: int
     readers: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoreCounters:
+    """What :meth:`Store.counters` counts since the store opened (for metrics: cheap)."""
+
+    writes: int
+    """Write operations committed (set, delete, transact, ...; a batch of N counts N)."""
+    commits: int
+    """Commits run by the writer thread: every write in durable mode (one fsync each, for a
+    whole group); in fast mode only the writes that ``AsyncStore`` hands to it."""
+    commit_seconds: float
+    """Total time of those commits."""
+    commit_histogram: tuple[tuple[float, int], ...]
+    """(upper bound in seconds, commits that took at most that long), cumulative, bounds of
+    ``COMMIT_BUCKETS`` then ``inf``."""
 
 
 class Store(Engine, RangeReads):
@@ -227,6 +244,22 @@ class Store(Engine, RangeReads):
     def stats(self) -> StoreStats:
         """Sizes and counts (counting expired keys costs O(expired keys))."""
         return StoreStats(**self._read(lambda txn: self._raw_stats(txn, self._clock())))
+
+    def counters(self) -> StoreCounters:
+        """Counts since the store opened: no transaction, no I/O (a metrics scrape reads it)."""
+        committer = self._committer
+        buckets = committer.commit_buckets if committer is not None else [0]
+        running = 0
+        histogram: list[tuple[float, int]] = []
+        for bound, n in zip((*COMMIT_BUCKETS, math.inf), buckets, strict=False):
+            running += n
+            histogram.append((bound, running))
+        return StoreCounters(
+            writes=self._writes,
+            commits=sum(buckets) if committer is not None else 0,
+            commit_seconds=committer.commit_total if committer is not None else 0.0,
+            commit_histogram=tuple(histogram),
+        )
 
     def view(self) -> _ViewBlock:
         """``with store.view() as txn:`` a read-only snapshot (:class:`ReadTxn`)."""

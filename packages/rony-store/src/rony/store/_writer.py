@@ -28,6 +28,7 @@ takes no lock.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import copy
 import logging
@@ -52,6 +53,11 @@ log = logging.getLogger("rony.store")
 _NEVER = sys.maxsize
 GATHER_MAX = 0.002
 """Longest the writer waits (seconds) for the callers of its last batch to queue again."""
+
+COMMIT_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0,
+)  # fmt: skip
+"""Upper bounds (seconds) of the group-commit duration histogram (``Store.counters()``)."""
 
 
 class _Op:
@@ -95,6 +101,10 @@ class GroupCommitter:
         self._queue: deque[_Op] = deque()
         self._local = threading.local()
         self._commit_seconds = 0.0
+        # Commits run by this writer: a count per COMMIT_BUCKETS bound (the last: over the
+        # largest) and their total seconds. Written by the writer thread only.
+        self.commit_buckets = [0] * (len(COMMIT_BUCKETS) + 1)
+        self.commit_total = 0.0
         self._want = _NEVER  # queue length at which a gathering writer wants waking
         self._cond = threading.Condition(threading.Lock())
         self._sleeping = False
@@ -178,7 +188,9 @@ class GroupCommitter:
             except BaseException as exc:  # a bug in the batch runner: fail the batch, go on
                 log.exception("rony.store writer failed a batch")
                 outcomes = [(False, StorageError(f"writer failed: {exc!r}"))] * len(batch)
-            self._commit_seconds = time.monotonic() - started
+            self._commit_seconds = took = time.monotonic() - started
+            self.commit_buckets[bisect.bisect_left(COMMIT_BUCKETS, took)] += 1
+            self.commit_total += took
             self._complete(batch, outcomes)
 
     def _gather(self, woken: int) -> None:
