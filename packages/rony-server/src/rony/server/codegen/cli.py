@@ -1,6 +1,7 @@
 """``rony gen`` and ``rony new``: subcommands that ``rony.server.cli`` picks up.
 
     rony gen [PROTO ...] [--out DIR] [-I DIR ...] [--check]
+    rony gen [PROTO ...] [-I DIR ...] --export constructors|openapi|proto ... [--export-out DIR]
     rony new NAME [--dir DIR]
 
 Also runnable as ``python -m rony.server.codegen gen|new ...``.
@@ -16,6 +17,7 @@ from pathlib import Path
 from rony.server.cli import Subcommand
 
 from ._driver import check, discover, generate
+from ._export import EXPORTS, export
 from ._model import GenerationError
 from ._skeleton import new_project, project_names
 
@@ -46,6 +48,25 @@ def _configure_gen(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="write nothing; exit 1 if the files under --out differ from what would be generated",
     )
+    p.add_argument(
+        "--export",
+        dest="exports",
+        action="append",
+        choices=EXPORTS,
+        help="instead of code, write an export (repeatable): constructors.json (name <-> id), "
+        "openapi.json (OpenAPI 3.1 of the rony_rest routes), proto/ (.proto without Rony options)",
+    )
+    p.add_argument(
+        "--export-out",
+        default="exports",
+        metavar="DIR",
+        help="where exports go (default: exports)",
+    )
+    p.add_argument(
+        "--int-ids",
+        action="store_true",
+        help="constructors.json: ids as JSON integers (default: strings, which JavaScript keeps exact)",
+    )
 
 
 def _rel(path: Path) -> str:
@@ -58,8 +79,13 @@ def _rel(path: Path) -> str:
 def _run_gen(args: argparse.Namespace) -> int:
     includes = args.includes or ["."]
     protos = args.protos or discover(includes[0])
+    if args.exports and args.check:
+        print("rony gen: --check does not apply to --export", file=sys.stderr)
+        return 2
     try:
-        if args.check:
+        if args.exports:
+            result = export(protos, args.export_out, includes, args.exports, int_ids=args.int_ids)
+        elif args.check:
             drift = check(protos, args.out, includes)
             for rel in drift:
                 print(f"rony gen: {_rel(Path(args.out) / rel)} is stale", file=sys.stderr)
@@ -68,7 +94,8 @@ def _run_gen(args: argparse.Namespace) -> int:
                 return 1
             print("rony gen: generated files are up to date")
             return 0
-        result = generate(protos, args.out, includes)
+        else:
+            result = generate(protos, args.out, includes)
     except GenerationError as exc:
         print("rony gen: nothing was written:", file=sys.stderr)
         for problem in exc.problems:

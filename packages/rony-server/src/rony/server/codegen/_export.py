@@ -1,0 +1,156 @@
+"""``rony gen --export``: constructor tables, an OpenAPI document and clean .proto files.
+
+Go Rony's ``rony export-proto`` ran its plugin three times (inventory §8.6). Here protoc runs
+once, writing a descriptor set (``--descriptor_set_out`` with imports and source info) into a
+temporary folder; the same checks as ``rony gen`` run on it (``build_model``, so a proto that
+``rony gen`` refuses is not exported either), then every export is rendered in memory and
+installed into the export folder all together, or not at all (``_driver._install``).
+
+Exports (one set for all the protos of the run):
+
+* ``constructors`` -> ``constructors.json``: ``{"constructors": {name: id}, "names": {id: name}}``
+  over the messages and methods of the protos and rony.core's own wire messages. Ids are decimal
+  strings by default (a 64-bit id does not fit a JavaScript number); ``int_ids`` writes them as
+  JSON integers in ``constructors`` (keys of ``names`` are strings either way, as JSON wants).
+  Names are the bare names ids are computed from (``EchoRequest``; ``SampleEcho`` for the method
+  ``Sample.Echo``), so a reader can recompute every id.
+* ``openapi`` -> ``openapi.json``: see ``_openapi``.
+* ``proto`` -> ``proto/<path>.proto`` per proto: see ``_clean_proto``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+from google.protobuf.compiler import plugin_pb2
+from google.protobuf.descriptor_pb2 import FileDescriptorSet
+
+from rony.core import message_id, method_id
+from rony.core.pb import msg_pb2
+
+from ._clean_proto import clean_proto
+from ._driver import PROTOC_TIMEOUT, GenResult, _clean_protoc_errors, _install, include_path
+from ._model import FileModel, GenerationError, build_model
+from ._openapi import openapi_document
+
+__all__ = ["EXPORTS", "export", "render_exports"]
+
+EXPORTS = ("constructors", "openapi", "proto")
+"""What ``--export`` accepts."""
+
+
+def _names_to_generate(
+    protos: Sequence[str | os.PathLike[str]], includes: Sequence[str | os.PathLike[str]]
+) -> list[str]:
+    """Each proto's name as protoc gives it: its path below the first include folder holding it
+    (protoc's own rule; a proto under none of them is protoc's error, reported as such)."""
+    roots = [Path(i).resolve() for i in includes]
+    names: list[str] = []
+    for proto in protos:
+        path = Path(proto).resolve()
+        for root in roots:
+            if path.is_relative_to(root):
+                names.append(path.relative_to(root).as_posix())
+                break
+        else:
+            names.append(Path(proto).as_posix())
+    return names
+
+
+def _descriptors(
+    protos: Sequence[str | os.PathLike[str]],
+    includes: Sequence[str | os.PathLike[str]],
+    timeout: float,
+) -> plugin_pb2.CodeGeneratorRequest:
+    """The request protoc would send a plugin for ``protos``, from a descriptor set."""
+    if not protos:
+        raise GenerationError(["no .proto files given (and none found)"])
+    with tempfile.TemporaryDirectory(prefix="rony-export-") as tmp:
+        out = Path(tmp) / "descriptors.pb"
+        args = [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            *(f"-I{p}" for p in include_path(includes)),
+            f"--descriptor_set_out={out}",
+            "--include_imports",
+            "--include_source_info",
+            *(os.fspath(p) for p in protos),
+        ]
+        try:
+            proc = subprocess.run(
+                args, capture_output=True, text=True, timeout=timeout, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise GenerationError([f"protoc did not finish within {timeout:g} s"]) from None
+        if proc.returncode != 0:
+            raise GenerationError(_clean_protoc_errors(proc.stderr))
+        files = FileDescriptorSet.FromString(out.read_bytes()).file
+    wanted = _names_to_generate(protos, includes)
+    known = {f.name for f in files}
+    missing = [n for n in wanted if n not in known]
+    if missing:  # pragma: no cover - protoc names files as _names_to_generate does
+        raise GenerationError([f"{n}: not in protoc's descriptor set" for n in missing])
+    return plugin_pb2.CodeGeneratorRequest(file_to_generate=wanted, proto_file=files)
+
+
+def _constructors(models: Sequence[FileModel], int_ids: bool) -> bytes:
+    by_name: dict[str, int] = {
+        name: message_id(name) for name in msg_pb2.DESCRIPTOR.message_types_by_name
+    }
+    for model in models:
+        for msg in model.messages:
+            by_name[msg.name] = msg.constructor
+        for service in model.services:
+            for m in service.methods:
+                by_name[service.name + m.name] = method_id(service.name, m.name)
+    ordered = dict(sorted(by_name.items()))
+    doc = {
+        "constructors": {n: (i if int_ids else str(i)) for n, i in ordered.items()},
+        "names": {str(i): n for n, i in sorted(ordered.items(), key=lambda kv: kv[1])},
+    }
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def render_exports(
+    request: plugin_pb2.CodeGeneratorRequest, kinds: Sequence[str], *, int_ids: bool = False
+) -> dict[Path, bytes]:
+    """The export files (relative path -> content) for ``request``; GenerationError if bad."""
+    unknown = sorted(set(kinds) - set(EXPORTS))
+    if unknown:
+        raise GenerationError(
+            [f"unknown export {k!r}; choose from {', '.join(EXPORTS)}" for k in unknown]
+        )
+    models = build_model(request)
+    files: dict[Path, bytes] = {}
+    if "constructors" in kinds:
+        files[Path("constructors.json")] = _constructors(models, int_ids)
+    if "openapi" in kinds:
+        doc = openapi_document(request, models)
+        files[Path("openapi.json")] = (json.dumps(doc, indent=2) + "\n").encode()
+    if "proto" in kinds:
+        wanted = set(request.file_to_generate)
+        for f in request.proto_file:
+            if f.name in wanted:
+                files[Path("proto", f.name)] = clean_proto(f).encode()
+    return files
+
+
+def export(
+    protos: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    includes: Sequence[str | os.PathLike[str]] = (),
+    kinds: Sequence[str] = EXPORTS,
+    *,
+    int_ids: bool = False,
+    timeout: float = PROTOC_TIMEOUT,
+) -> GenResult:
+    """Write the ``kinds`` of export for ``protos`` into ``out`` (GenerationError: nothing)."""
+    request = _descriptors(protos, includes or ["."], timeout)
+    return _install(render_exports(request, kinds, int_ids=int_ids), Path(out))
