@@ -5,18 +5,24 @@ For peers that compile the schema with their own toolchain and have no use for (
 numbers, json names and other options, so protoc builds the same descriptors from it apart from
 the Rony options (the export test checks exactly that). Leading comments are kept. Types are
 written fully qualified (``.pkg.Msg``), which protoc resolves without any scoping question.
+
+Options are read back through a descriptor pool built from the whole request, so custom options
+of the user's own (an extension this process has never imported, which the request carries as
+unknown bytes) are printed too, not silently dropped.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
+
 from google.protobuf import descriptor_pb2 as d
-from google.protobuf import text_encoding, text_format
+from google.protobuf import descriptor_pool, message_factory, text_encoding, text_format
 from google.protobuf.message import Message
 
 from ._model import GenerationError
 
-__all__ = ["RONY_OPTIONS_PROTO", "clean_proto"]
+__all__ = ["RONY_OPTIONS_PROTO", "clean_proto", "options_pool"]
 
 RONY_OPTIONS_PROTO = "rony/core/pb/options.proto"
 _GO_OPTIONS_PROTO = "options.proto"  # Go Rony's own name for the same file
@@ -51,34 +57,51 @@ def _is_rony(fd: object) -> bool:
 
 
 def _value(fd: object, value: object) -> str:
+    """An option value as .proto text (``ListFields`` gives enums as numbers)."""
     if isinstance(value, Message):
         return "{ " + text_format.MessageToString(value, as_one_line=True) + " }"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        enum = getattr(fd, "enum_type", None)
-        if enum is None:
-            return _quote(value)
+        return _quote(value)
     if isinstance(value, bytes):
         return '"' + text_encoding.CEscape(value, as_utf8=False) + '"'
     enum = getattr(fd, "enum_type", None)
-    if enum is not None and isinstance(value, int):
-        return str(enum.values_by_number[value].name) if value in enum.values_by_number else str(value)
+    if enum is not None and isinstance(value, int) and value in enum.values_by_number:
+        return str(enum.values_by_number[value].name)
     return repr(value) if isinstance(value, float) else str(value)
 
 
 def _quote(text: str) -> str:
-    return '"' + text_encoding.CEscape(text, as_utf8=True) + '"'
+    return '"' + text_encoding.CEscape(text.encode(), as_utf8=True) + '"'
 
 
-def _options(options: Message) -> list[tuple[str, str]]:
+def options_pool(files: Iterable[d.FileDescriptorProto]) -> descriptor_pool.DescriptorPool:
+    """A pool of ``files`` (a whole request, dependencies first), to read their options with."""
+    pool = descriptor_pool.DescriptorPool()
+    for f in files:
+        pool.Add(f)
+    return pool
+
+
+def _reparsed(options: Message, pool: descriptor_pool.DescriptorPool | None) -> Message:
+    """``options`` parsed again with the extensions ``pool`` knows (unknown ones come alive)."""
+    if pool is None:
+        return options
+    cls = message_factory.GetMessageClass(pool.FindMessageTypeByName(options.DESCRIPTOR.full_name))
+    return cls.FromString(options.SerializeToString())
+
+
+def _options(
+    options: Message, pool: descriptor_pool.DescriptorPool | None = None
+) -> list[tuple[str, str]]:
     """(name, value) of every option set, Rony's left out; repeated ones once per value."""
     out: list[tuple[str, str]] = []
-    for fd, value in options.ListFields():
+    for fd, value in _reparsed(options, pool).ListFields():
         if _is_rony(fd):
             continue
         name = f"({fd.full_name})" if fd.is_extension else fd.name
-        values = value if fd.label == fd.LABEL_REPEATED else [value]
+        values = value if fd.is_repeated else [value]
         out.extend((name, _value(fd, v)) for v in values)
     return out
 
@@ -89,11 +112,15 @@ def _camel(name: str) -> str:
 
 
 class _Printer:
-    def __init__(self, f: d.FileDescriptorProto) -> None:
+    def __init__(
+        self, f: d.FileDescriptorProto, pool: descriptor_pool.DescriptorPool | None
+    ) -> None:
         self.f = f
+        self.pool = pool
         self.lines: list[str] = []
         self.docs = {tuple(loc.path): loc.leading_comments for loc in f.source_code_info.location}
         self.proto3 = f.syntax == "proto3"
+        self.scope = f".{f.package}" if f.package else ""
 
     def emit(self, depth: int, text: str) -> None:
         self.lines.append("  " * depth + text if text else "")
@@ -104,8 +131,11 @@ class _Printer:
             self.emit(depth, ("//" + line).rstrip())
 
     def options_block(self, depth: int, options: Message) -> None:
-        for name, value in _options(options):
+        for name, value in self.opts(options):
             self.emit(depth, f"option {name} = {value};")
+
+    def opts(self, options: Message) -> list[tuple[str, str]]:
+        return _options(options, self.pool)
 
     def file(self) -> str:
         f = self.f
@@ -125,7 +155,7 @@ class _Printer:
             self.emit(0, "")
             for imp in imports:
                 self.emit(0, f"import {imp};")
-        if _options(f.options):
+        if self.opts(f.options):
             self.emit(0, "")
             self.options_block(0, f.options)
         for i, e in enumerate(f.enum_type):
@@ -133,8 +163,10 @@ class _Printer:
             self.enum(0, e, (_ENUM_TYPE, i))
         for i, m in enumerate(f.message_type):
             self.emit(0, "")
-            self.message(0, m, (_MESSAGE_TYPE, i))
-        self.extensions(0, f.extension)
+            self.message(0, m, (_MESSAGE_TYPE, i), f"{self.scope}.{m.name}")
+        if f.extension:
+            self.emit(0, "")
+            self.extensions(0, f.extension)
         for i, s in enumerate(f.service):
             self.emit(0, "")
             self.service(s, (_SERVICE, i))
@@ -146,7 +178,7 @@ class _Printer:
         self.options_block(depth + 1, e.options)
         for i, v in enumerate(e.value):
             self.doc(depth + 1, (*path, _E_VALUE, i))
-            self.emit(depth + 1, f"{v.name} = {v.number}{self.brackets(_options(v.options))};")
+            self.emit(depth + 1, f"{v.name} = {v.number}{self.brackets(self.opts(v.options))};")
         self.reserved(depth + 1, e.reserved_range, e.reserved_name, inclusive=True)
         self.emit(depth, "}")
 
@@ -166,23 +198,38 @@ class _Printer:
     def brackets(options: list[tuple[str, str]]) -> str:
         return f" [{', '.join(f'{n} = {v}' for n, v in options)}]" if options else ""
 
-    def message(self, depth: int, m: d.DescriptorProto, path: tuple[int, ...]) -> None:
+    def message(self, depth: int, m: d.DescriptorProto, path: tuple[int, ...], full: str) -> None:
         self.doc(depth, path)
         self.emit(depth, f"message {m.name} {{")
         inner = depth + 1
         self.options_block(inner, m.options)
-        entries = {n.name: n for n in m.nested_type if n.options.map_entry}
+        # A map field's type is its entry, a nested message: matched by full name (``.pkg.M.
+        # FooEntry``), as a field may also name another message whose bare name is the same.
+        entries = {f"{full}.{n.name}": n for n in m.nested_type if n.options.map_entry}
         for i, e in enumerate(m.enum_type):
             self.enum(inner, e, (*path, _M_ENUM, i))
-        for i, n in enumerate(m.nested_type):
-            if not n.options.map_entry:
-                self.message(inner, n, (*path, _M_NESTED, i))
+        # protoc lists nested messages and map entries in the order they are declared, so the
+        # nested messages that precede a map field's entry are printed just before that field
+        # and the others after the fields: the same descriptor again.
+        nested = list(enumerate(m.nested_type))
+
+        def nested_until(stop: str | None) -> None:
+            while nested:
+                i, n = nested.pop(0)
+                if n.options.map_entry:
+                    if n.name == stop:
+                        return
+                    continue
+                self.message(inner, n, (*path, _M_NESTED, i), f"{full}.{n.name}")
+
         open_oneof: int | None = None
         for i, fd in enumerate(m.field):
             real_oneof = fd.HasField("oneof_index") and not fd.proto3_optional
             if open_oneof is not None and (not real_oneof or fd.oneof_index != open_oneof):
                 self.emit(inner, "}")
                 open_oneof = None
+            if fd.type_name in entries and fd.label == _F.LABEL_REPEATED:
+                nested_until(entries[fd.type_name].name)
             level = inner
             if real_oneof:
                 if open_oneof is None:
@@ -195,10 +242,11 @@ class _Printer:
             self.emit(level, self.field(fd, entries, in_oneof=real_oneof) + ";")
         if open_oneof is not None:
             self.emit(inner, "}")
+        nested_until(None)
         for r in m.extension_range:
             end = "max" if r.end - 1 >= _MAX_FIELD else str(r.end - 1)
             span = str(r.start) if end == str(r.start) else f"{r.start} to {end}"
-            self.emit(inner, f"extensions {span}{self.brackets(_options(r.options))};")
+            self.emit(inner, f"extensions {span}{self.brackets(self.opts(r.options))};")
         self.reserved(inner, m.reserved_range, m.reserved_name)
         self.extensions(inner, m.extension)
         self.emit(depth, "}")
@@ -223,7 +271,7 @@ class _Printer:
     def field(
         self, fd: d.FieldDescriptorProto, entries: dict[str, d.DescriptorProto], *, in_oneof: bool
     ) -> str:
-        entry = entries.get(fd.type_name.rsplit(".", 1)[-1]) if fd.type_name else None
+        entry = entries.get(fd.type_name) if fd.type_name else None
         if entry is not None and fd.label == _F.LABEL_REPEATED:
             key, value = entry.field[0], entry.field[1]
             kind = f"map<{self.type_of(key)}, {self.type_of(value)}>"
@@ -231,7 +279,7 @@ class _Printer:
         else:
             kind = self.type_of(fd)
             label = self.label(fd, in_oneof)
-        extra = _options(fd.options)
+        extra = self.opts(fd.options)
         if fd.HasField("default_value"):
             default = fd.default_value
             if fd.type in (_F.TYPE_STRING, _F.TYPE_BYTES):
@@ -263,7 +311,7 @@ class _Printer:
             cin = "stream " if m.client_streaming else ""
             cout = "stream " if m.server_streaming else ""
             head = f"rpc {m.name} ({cin}{m.input_type}) returns ({cout}{m.output_type})"
-            options = _options(m.options)
+            options = self.opts(m.options)
             if not options:
                 self.emit(1, head + ";")
                 continue
@@ -274,7 +322,9 @@ class _Printer:
         self.emit(0, "}")
 
 
-def clean_proto(f: d.FileDescriptorProto) -> str:
-    """``f`` as .proto source without Rony's options and its import of them."""
-    return _Printer(f).file()
-
+def clean_proto(
+    f: d.FileDescriptorProto, pool: descriptor_pool.DescriptorPool | None = None
+) -> str:
+    """``f`` as .proto source without Rony's options and its import of them. ``pool``
+    (``options_pool`` of the request) lets options of extensions unknown here be printed."""
+    return _Printer(f, pool).file()

@@ -8,14 +8,20 @@ installed into the export folder all together, or not at all (``_driver._install
 
 Exports (one set for all the protos of the run):
 
-* ``constructors`` -> ``constructors.json``: ``{"constructors": {name: id}, "names": {id: name}}``
-  over the messages and methods of the protos and rony.core's own wire messages. Ids are decimal
-  strings by default (a 64-bit id does not fit a JavaScript number); ``int_ids`` writes them as
-  JSON integers in ``constructors`` (keys of ``names`` are strings either way, as JSON wants).
-  Names are the bare names ids are computed from (``EchoRequest``; ``SampleEcho`` for the method
-  ``Sample.Echo``), so a reader can recompute every id.
+* ``constructors`` -> ``constructors.json``: ``{"ConstructorsByName": {name: id},
+  "ConstructorsByValue": {id: name}}`` (Go Rony's ``json_str``/``json_int64`` layout, so a JS or
+  Dart client written for its export reads ours) over the messages and methods of the protos and
+  rony.core's own wire messages. ``ids``: ``"str"`` (default) writes ids as decimal strings (a
+  64-bit id does not fit a JavaScript number); ``"int"`` as exact JSON integers (Python, Go,
+  jq); ``"int64"`` as Go Rony's ``json_int64`` did, two's-complement signed (ids >= 2**63 become
+  negative) for languages whose 64-bit integer is signed (Dart, Java). Keys of
+  ``ConstructorsByValue`` are JSON strings in every mode. Names are the bare names ids are
+  computed from (``EchoRequest``; ``SampleEcho`` for the method ``Sample.Echo``), so a reader
+  can recompute every id.
 * ``openapi`` -> ``openapi.json``: see ``_openapi``.
-* ``proto`` -> ``proto/<path>.proto`` per proto: see ``_clean_proto``.
+* ``proto`` -> ``proto/<path>.proto`` for each proto and each of its imports other than
+  protobuf's well-known types and Rony's options (so the folder compiles on its own): see
+  ``_clean_proto``.
 """
 
 from __future__ import annotations
@@ -34,15 +40,20 @@ from google.protobuf.descriptor_pb2 import FileDescriptorSet
 from rony.core import message_id, method_id
 from rony.core.pb import msg_pb2
 
-from ._clean_proto import clean_proto
+from ._clean_proto import RONY_OPTIONS_PROTO, clean_proto, options_pool
 from ._driver import PROTOC_TIMEOUT, GenResult, _clean_protoc_errors, _install, include_path
 from ._model import FileModel, GenerationError, build_model
 from ._openapi import openapi_document
 
-__all__ = ["EXPORTS", "export", "render_exports"]
+__all__ = ["EXPORTS", "ID_MODES", "export", "render_exports"]
 
 EXPORTS = ("constructors", "openapi", "proto")
 """What ``--export`` accepts."""
+
+_OPTIONS_FILES = (RONY_OPTIONS_PROTO, "options.proto")  # ours, and Go Rony's name for it
+
+ID_MODES = ("str", "int", "int64")
+"""How ``constructors.json`` writes ids (``--ids``)."""
 
 
 def _names_to_generate(
@@ -100,7 +111,15 @@ def _descriptors(
     return plugin_pb2.CodeGeneratorRequest(file_to_generate=wanted, proto_file=files)
 
 
-def _constructors(models: Sequence[FileModel], int_ids: bool) -> bytes:
+def _id_value(cid: int, ids: str) -> str | int:
+    if ids == "str":
+        return str(cid)
+    if ids == "int64":
+        return cid - (1 << 64) if cid >= 1 << 63 else cid
+    return cid
+
+
+def _constructors(models: Sequence[FileModel], ids: str) -> bytes:
     by_name: dict[str, int] = {
         name: message_id(name) for name in msg_pb2.DESCRIPTOR.message_types_by_name
     }
@@ -111,34 +130,36 @@ def _constructors(models: Sequence[FileModel], int_ids: bool) -> bytes:
             for m in service.methods:
                 by_name[service.name + m.name] = method_id(service.name, m.name)
     ordered = dict(sorted(by_name.items()))
+    by_value = sorted(ordered.items(), key=lambda kv: kv[1])
     doc = {
-        "constructors": {n: (i if int_ids else str(i)) for n, i in ordered.items()},
-        "names": {str(i): n for n, i in sorted(ordered.items(), key=lambda kv: kv[1])},
+        "ConstructorsByName": {n: _id_value(i, ids) for n, i in ordered.items()},
+        "ConstructorsByValue": {str(_id_value(i, ids)): n for n, i in by_value},
     }
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
 def render_exports(
-    request: plugin_pb2.CodeGeneratorRequest, kinds: Sequence[str], *, int_ids: bool = False
+    request: plugin_pb2.CodeGeneratorRequest, kinds: Sequence[str], *, ids: str = "str"
 ) -> dict[Path, bytes]:
     """The export files (relative path -> content) for ``request``; GenerationError if bad."""
-    unknown = sorted(set(kinds) - set(EXPORTS))
-    if unknown:
-        raise GenerationError(
-            [f"unknown export {k!r}; choose from {', '.join(EXPORTS)}" for k in unknown]
-        )
+    problems = [f"unknown export {k!r}; choose from {', '.join(EXPORTS)}" for k in kinds
+                if k not in EXPORTS]  # fmt: skip
+    if ids not in ID_MODES:
+        problems.append(f"unknown id mode {ids!r}; choose from {', '.join(ID_MODES)}")
+    if problems:
+        raise GenerationError(problems)
     models = build_model(request)
     files: dict[Path, bytes] = {}
     if "constructors" in kinds:
-        files[Path("constructors.json")] = _constructors(models, int_ids)
+        files[Path("constructors.json")] = _constructors(models, ids)
     if "openapi" in kinds:
         doc = openapi_document(request, models)
         files[Path("openapi.json")] = (json.dumps(doc, indent=2) + "\n").encode()
     if "proto" in kinds:
-        wanted = set(request.file_to_generate)
+        pool = options_pool(request.proto_file)
         for f in request.proto_file:
-            if f.name in wanted:
-                files[Path("proto", f.name)] = clean_proto(f).encode()
+            if not f.name.startswith("google/protobuf/") and f.name not in _OPTIONS_FILES:
+                files[Path("proto", f.name)] = clean_proto(f, pool).encode()
     return files
 
 
@@ -148,9 +169,9 @@ def export(
     includes: Sequence[str | os.PathLike[str]] = (),
     kinds: Sequence[str] = EXPORTS,
     *,
-    int_ids: bool = False,
+    ids: str = "str",
     timeout: float = PROTOC_TIMEOUT,
 ) -> GenResult:
     """Write the ``kinds`` of export for ``protos`` into ``out`` (GenerationError: nothing)."""
     request = _descriptors(protos, includes or ["."], timeout)
-    return _install(render_exports(request, kinds, int_ids=int_ids), Path(out))
+    return _install(render_exports(request, kinds, ids=ids), Path(out))

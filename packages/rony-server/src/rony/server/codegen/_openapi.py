@@ -12,8 +12,13 @@ which is what Go Rony's Swagger export got wrong (inventory §8.6, §1.7):
   with ``@type``).
 
 No property is ``required`` (the mapping omits default values) and messages allow no other
-properties. A ``*wildcard`` becomes a ``{wildcard}`` parameter, though it matches the rest of the
-path, slashes included (OpenAPI cannot say so; its description does). A route without
+properties. Path and query parameters are text the gateway converts (``rony.server.gateway.
+_rest``): integers in decimal (64-bit ones as strings with a pattern, like the body), bool
+``true``/``false``/``1``/``0``, bytes as their UTF-8 text (not base64), enums by name or number.
+Tags and operation ids are full service names (``pkg.Service``, ``pkg.Service.Method``), unique
+across the protos of one export; two protos declaring the same route is an error. A
+``*wildcard`` becomes a ``{wildcard}`` parameter, though it matches the rest of the path, slashes
+included (OpenAPI cannot say so; its description does). A route without
 ``json_encode`` takes and returns binary protobuf (``application/x-protobuf``). Every route
 can answer a Rony ``Error`` (``{"Code":..., "Items":...}``) with the HTTP status of its code,
 a redirect (307/308 with ``Location``) or 204 when the handler pushed no reply.
@@ -27,7 +32,7 @@ from typing import Any
 from google.protobuf import descriptor_pb2 as d
 from google.protobuf.compiler import plugin_pb2
 
-from ._model import FileModel, MethodModel, ServiceModel
+from ._model import FileModel, GenerationError, MethodModel, ServiceModel
 
 __all__ = ["OPENAPI_VERSION", "openapi_document"]
 
@@ -38,7 +43,8 @@ _INT32 = {"type": "integer", "format": "int32"}
 _UINT32 = {"type": "integer", "format": "int64", "minimum": 0, "maximum": 4294967295}
 _INT64 = {"type": "string", "format": "int64", "pattern": r"^-?[0-9]+$"}
 _UINT64 = {"type": "string", "format": "uint64", "pattern": r"^[0-9]+$"}
-_FLOAT = {"anyOf": [{"type": "number"}, {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}]}
+_NON_FINITE = {"type": "string", "enum": ["NaN", "Infinity", "-Infinity"]}
+_FLOAT = {"anyOf": [{"type": "number"}, _NON_FINITE]}
 _BYTES = {"type": "string", "contentEncoding": "base64"}
 _SCALARS: dict[int, dict[str, Any]] = {
     _F.TYPE_INT32: _INT32,
@@ -159,13 +165,31 @@ def _path(path: str) -> tuple[str, list[str], str | None]:
     return "/" + "/".join(parts), params, wildcard
 
 
+_PARAM_BOOL = {"type": "string", "enum": ["true", "false", "1", "0"]}
+
+
+def _param_schema(types: _Types, fd: d.FieldDescriptorProto) -> dict[str, Any]:
+    """The schema of a path or query parameter bound to ``fd`` (text the gateway converts)."""
+    if fd.type == _F.TYPE_BYTES:
+        return {"type": "string", "description": "UTF-8 text, taken as the bytes"}
+    if fd.type == _F.TYPE_BOOL:
+        return dict(_PARAM_BOOL)
+    if fd.type == _F.TYPE_ENUM:
+        return {"anyOf": [types.field(fd), {"type": "integer", "format": "int32"}]}
+    if fd.type in (_F.TYPE_FLOAT, _F.TYPE_DOUBLE):
+        return {"type": "number"}
+    return types.field(fd)
+
+
 def _content(types: _Types, full: str, json: bool) -> dict[str, Any]:
     if json:
         return {"application/json": {"schema": types.ref(full)}}
     return {_PROTOBUF: {"schema": {"type": "string", "contentMediaType": _PROTOBUF}}}
 
 
-def _operation(types: _Types, service: ServiceModel, m: MethodModel) -> dict[str, Any]:
+def _operation(
+    types: _Types, service: ServiceModel, full_service: str, m: MethodModel
+) -> dict[str, Any]:
     assert m.rest is not None
     fields = m.input.fields
     _, params, wildcard = _path(m.rest.path)
@@ -177,7 +201,7 @@ def _operation(types: _Types, service: ServiceModel, m: MethodModel) -> dict[str
             "name": p,
             "in": "path",
             "required": True,
-            "schema": types.field(fd),
+            "schema": _param_schema(types, fd),
         }
         if p == wildcard:
             param["description"] = f"the rest of the path, slashes included (field {fd.name})"
@@ -191,14 +215,14 @@ def _operation(types: _Types, service: ServiceModel, m: MethodModel) -> dict[str
                 "name": q,
                 "in": "query",
                 "required": False,
-                "schema": types.field(fields[fname]),
+                "schema": _param_schema(types, fields[fname]),
                 "description": f"field {fname}",
             }
         )
     json = m.rest.json_encode
     op: dict[str, Any] = {
-        "operationId": f"{service.name}.{m.name}",
-        "tags": [service.name],
+        "operationId": f"{full_service}.{m.name}",
+        "tags": [full_service],
         "responses": {
             "200": {
                 "description": f"the reply ({m.output.full_name})",
@@ -218,6 +242,10 @@ def _operation(types: _Types, service: ServiceModel, m: MethodModel) -> dict[str
     if parameters:
         op["parameters"] = parameters
     if m.rest.method in _BODY_METHODS:
+        op["responses"]["413"] = {
+            "description": "the body is over the node's max_message_size (a Rony Error)",
+            "content": {"application/json": {"schema": types.ref(_ERROR)}},
+        }
         op["requestBody"] = {
             "required": False,
             "description": f"{m.input.full_name}; path and query parameters override its fields",
@@ -235,21 +263,39 @@ def openapi_document(
 ) -> dict[str, Any]:
     """The OpenAPI 3.1 document (as a dict) of every REST route of ``models``."""
     types = _Types(request)
+    packages = {f.name: f.package for f in request.proto_file}
     paths: dict[str, dict[str, Any]] = {}
+    owners: dict[tuple[str, ...], str] = {}
     tags: list[dict[str, str]] = []
+    problems: list[str] = []
     for model in models:
+        package = packages.get(model.proto, "")
         for service in model.services:
             routed = [m for m in service.methods if m.rest is not None and not m.internal]
             if not routed:
                 continue
-            tag = {"name": service.name}
+            full = f"{package}.{service.name}" if package else service.name
+            tag = {"name": full}
             if service.doc:
                 tag["description"] = service.doc
             tags.append(tag)
             for m in routed:
                 assert m.rest is not None
                 path, _, _ = _path(m.rest.path)
-                paths.setdefault(path, {})[m.rest.method] = _operation(types, service, m)
+                # One route per method and path shape (OpenAPI: "/a/{x}" and "/a/{y}" are the
+                # same path); _model checks this within a file, here across the files.
+                shape = tuple("{}" if s[:1] == "{" else s for s in path.split("/"))
+                label = f"{full}.{m.name} ({model.proto})"
+                first = owners.setdefault((m.rest.method, *shape), label)
+                if first != label:
+                    problems.append(
+                        f"openapi: {m.rest.method.upper()} {m.rest.path} of {label} is also the "
+                        f"route of {first}; one OpenAPI document cannot hold both"
+                    )
+                    continue
+                paths.setdefault(path, {})[m.rest.method] = _operation(types, service, full, m)
+    if problems:
+        raise GenerationError(problems)
     return {
         "openapi": OPENAPI_VERSION,
         "info": {"title": title, "version": version},

@@ -2,6 +2,7 @@
 
     rony gen [PROTO ...] [--out DIR] [-I DIR ...] [--check]
     rony gen [PROTO ...] [-I DIR ...] --export constructors|openapi|proto ... [--export-out DIR]
+             [--ids str|int|int64]
     rony new NAME [--dir DIR]
 
 Also runnable as ``python -m rony.server.codegen gen|new ...``.
@@ -17,7 +18,7 @@ from pathlib import Path
 from rony.server.cli import Subcommand
 
 from ._driver import check, discover, generate
-from ._export import EXPORTS, export
+from ._export import EXPORTS, ID_MODES, export
 from ._model import GenerationError
 from ._skeleton import new_project, project_names
 
@@ -63,9 +64,11 @@ def _configure_gen(p: argparse.ArgumentParser) -> None:
         help="where exports go (default: exports)",
     )
     p.add_argument(
-        "--int-ids",
-        action="store_true",
-        help="constructors.json: ids as JSON integers (default: strings, which JavaScript keeps exact)",
+        "--ids",
+        default="str",
+        choices=ID_MODES,
+        help="constructors.json: ids as decimal strings (default; JavaScript keeps them exact), "
+        "as exact JSON integers (int), or as signed 64-bit integers (int64, Go Rony's json_int64)",
     )
 
 
@@ -84,7 +87,7 @@ def _run_gen(args: argparse.Namespace) -> int:
         return 2
     try:
         if args.exports:
-            result = export(protos, args.export_out, includes, args.exports, int_ids=args.int_ids)
+            result = export(protos, args.export_out, includes, args.exports, ids=args.ids)
         elif args.check:
             drift = check(protos, args.out, includes)
             for rel in drift:
