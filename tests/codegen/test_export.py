@@ -27,15 +27,14 @@ from google.protobuf.message import Message
 from grpc_tools import protoc
 from openapi_spec_validator import validate
 
-from rony.core import RequestCtx, message_id, method_id
-from rony.core.errors import InvalidError
+from rony.core import message_id, method_id
 from rony.core.pb import msg_pb2
-from rony.server import App
 from rony.server import cli as codegen_cli
 from rony.server.codegen import GenerationError, generate
 from rony.server.codegen._driver import include_path
 from rony.server.codegen._export import export, render_exports
 from rony.server.testing import serve
+from tests.codegen._cgapi import cgapi_app
 from tests.codegen._util import FIXTURES, ROOT, fixture_protos, request_for
 
 EXAMPLES = ["examples/echo/sample.proto", "examples/redirect/sample.proto"]
@@ -189,22 +188,6 @@ def cgapi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[ModuleType
         yield importlib.import_module("cgapi.api_rony"), importlib.import_module("cgapi.api_pb2")
     finally:
         sys.path.remove(str(out))
-
-
-def cgapi_app(rony: ModuleType) -> App:
-    class Api(rony.ApiBase):  # type: ignore[name-defined,misc]
-        async def mirror(self, ctx: RequestCtx, req: Message) -> Message:
-            return req
-
-        async def fail(self, ctx: RequestCtx, req: Any) -> Message:
-            raise InvalidError(req.text, "as asked")
-
-        async def secret(self, ctx: RequestCtx, req: Message) -> Message:
-            return req
-
-    app = App("cgapi")
-    rony.register_api(app, Api())
-    return app
 
 
 async def test_real_replies_conform_to_the_openapi_schema(

@@ -21,7 +21,7 @@ from rony.server.codegen import (
 )
 from tests.codegen._util import FIXTURES, GOLDEN, ROOT, run
 
-SAMPLE_FILES = {"sample_pb2.py", "sample_pb2.pyi", "sample_rony.py"}
+SAMPLE_FILES = {"sample_pb2.py", "sample_pb2.pyi", "sample_rony.py", "sample_cli.py"}  # rony_cli
 
 
 def _snapshot(folder: Path) -> dict[str, tuple[bytes, int]]:

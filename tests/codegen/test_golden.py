@@ -21,7 +21,8 @@ UPDATE = os.environ.get("RONY_UPDATE_GOLDEN") == "1"
 def test_generated_code_matches_golden(proto: str, tmp_path: Path) -> None:
     response = generate(request_for([proto], tmp_path))
     assert not response.error
-    # <proto>_rony.py, then <proto>_repo.py when the file has rony_model messages.
+    # <proto>_rony.py, then <proto>_repo.py when the file has rony_model messages, then
+    # <proto>_cli.py when it has rony_cli services.
     assert response.file[0].name == proto.removesuffix(".proto") + "_rony.py"
     for out in response.file:
         golden = GOLDEN / out.name
@@ -41,6 +42,9 @@ def test_every_golden_has_a_fixture() -> None:
     assert present == expected
     repos = {p.relative_to(GOLDEN).as_posix() for p in GOLDEN.rglob("*_repo.py")}
     assert {r.removesuffix("_repo.py") + "_rony.py" for r in repos} <= expected
+    clis = {p.relative_to(GOLDEN).as_posix() for p in GOLDEN.rglob("*_cli.py")}
+    assert {c.removesuffix("_cli.py") + "_rony.py" for c in clis} <= expected
+    assert {"sample_cli.py", "kitchen/sink_cli.py", "cgapi/api_cli.py"} <= clis
 
 
 def test_generation_is_deterministic(tmp_path: Path) -> None:

@@ -45,7 +45,7 @@ def test_ids_of_go_sample_match_go_generated_code(tmp_path: Path) -> None:
         "C_EchoResponse": 10208763112635265787,
         "C_SampleEcho": 5610266072904040111,
     }
-    [out] = generate(request_for(["sample.proto"], tmp_path)).file
+    out, _cli = generate(request_for(["sample.proto"], tmp_path)).file  # _rony.py, _cli.py
     assert "C_SampleEcho: Final = 5610266072904040111\n" in out.content
     assert "C_EchoRequest: Final = 634453994073422796\n" in out.content
     assert "C_EchoResponse: Final = 10208763112635265787\n" in out.content
@@ -81,7 +81,7 @@ def test_options_are_read(tmp_path: Path) -> None:
 
 
 def test_internal_methods_get_no_client_stub_and_no_client_services_none(tmp_path: Path) -> None:
-    [out] = generate(request_for(["kitchen/sink.proto"], tmp_path)).file
+    out, _cli = generate(request_for(["kitchen/sink.proto"], tmp_path)).file  # _rony, _cli
     client = out.content[
         out.content.index("class StoreClient") : out.content.index("class StoreSync")
     ]
@@ -95,7 +95,7 @@ def test_internal_methods_get_no_client_stub_and_no_client_services_none(tmp_pat
 def test_every_method_gets_a_tunnel_helper_internal_and_no_client_ones_too(
     tmp_path: Path,
 ) -> None:
-    [out] = generate(request_for(["kitchen/sink.proto"], tmp_path)).file
+    out, _cli = generate(request_for(["kitchen/sink.proto"], tmp_path)).file  # _rony, _cli
     helpers = set(re.findall(r"^async def (tunnel_\w+)\(", out.content, re.M))
     assert helpers == {
         "tunnel_store_get_http_status",
@@ -115,7 +115,7 @@ def test_every_method_gets_a_tunnel_helper_internal_and_no_client_ones_too(
 
 
 def test_runtime_imports_are_rony_core_and_pb2_only(tmp_path: Path) -> None:
-    [out] = generate(request_for(["kitchen/sink.proto"], tmp_path)).file
+    out, _cli = generate(request_for(["kitchen/sink.proto"], tmp_path)).file  # _rony, _cli
     top_level, _, _ = out.content.partition("if TYPE_CHECKING:")
     imported = set(re.findall(r"^(?:from|import) ([\w.]+)", top_level, re.M))
     assert imported == {

@@ -85,7 +85,8 @@ def test_generated_code_passes_mypy_strict(tmp_path: Path) -> None:
     generate([FIXTURES / p for p in fixture_protos()], out, [FIXTURES])
     (out / "user_code.py").write_text(USER_CODE)
     (out / "wrong_code.py").write_text(WRONG_CODE)
-    files = [*sorted(out.rglob("*_rony.py")), out / "user_code.py", out / "wrong_code.py"]
+    files = [*sorted(out.rglob("*_rony.py")), *sorted(out.rglob("*_cli.py"))]
+    files += [out / "user_code.py", out / "wrong_code.py"]
     res = mypy_strict(files, [out], tmp_path)
     lines = [ln for ln in res.stdout.splitlines() if ": error:" in ln]
     # Exactly the planted errors: the stub's return type is known (int, not str), and a

@@ -1,9 +1,9 @@
 """``rony gen``: run protoc (grpc_tools) with Rony's include path and the rony plugin.
 
-Everything is generated into a temporary folder first: ``_pb2.py``, ``_pb2.pyi``, ``_rony.py``
-and, for a file with ``rony_model`` messages, ``_repo.py``. Only when protoc and the plugin
-both succeeded are the files moved into the output folder (unchanged files are left alone), so
-a bad .proto never leaves half a set behind.
+Everything is generated into a temporary folder first: ``_pb2.py``, ``_pb2.pyi``, ``_rony.py``,
+for a file with ``rony_model`` messages ``_repo.py``, and for one with ``rony_cli`` services
+``_cli.py``. Only when protoc and the plugin both succeeded are the files moved into the output
+folder (unchanged files are left alone), so a bad .proto never leaves half a set behind.
 
 The plugin runs in a child process that protoc starts. It is started through a small script that
 loads this ``codegen`` package from its folder under a private name, so the child needs only
@@ -45,7 +45,7 @@ RONY_PROTO_DIR = Path(__file__).resolve().parent / "proto"
 data: a user's proto imports ``"rony/core/pb/options.proto"`` with no flags."""
 
 _SKIP_DIRS = frozenset({"node_modules", "site-packages", "venv", "build", "dist"})
-_OUTPUT_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_rony.py", "_repo.py")
+_OUTPUT_SUFFIXES = ("_pb2.py", "_pb2.pyi", "_rony.py", "_repo.py", "_cli.py")
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from rony.core import message_id, method_id
 from rony.core.pb import msg_pb2, options_pb2
 
+from ._cli import CliModel, FieldInfo, build_cli
 from ._names import module_of, snake_case, tunnel_function
 from ._repo import RepoModel, build_repos
 
@@ -65,6 +66,7 @@ _BINDABLE = frozenset(
 )
 # Paths inside a FileDescriptorProto (descriptor.proto field numbers), for SourceCodeInfo.
 _MESSAGE_TYPE, _SERVICE, _METHOD, _OPTIONS = 4, 6, 2, 4
+_FIELD, _NESTED = 2, 3  # inside a DescriptorProto
 _REST_EXT = options_pb2.RONY_REST_FIELD_NUMBER
 # Files whose messages rony.core registers itself, or nobody registers.
 _FOREIGN_PREFIXES = ("google/protobuf/", "rony/core/pb/")
@@ -128,6 +130,7 @@ class ServiceModel:
     doc: str
     no_client: bool
     methods: tuple[MethodModel, ...]
+    cli: CliModel | None = None  # rony_cli (``_cli``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,32 @@ def _walk_messages(
         attr, m = stack.pop()
         yield prefix + attr, attr, m
         stack.extend((f"{attr}.{n.name}", n) for n in m.nested_type)
+
+
+class _Fields:
+    """Every field's comment and position, and every enum's value names, of the request (the
+    generated CLI's help and the check of its ``rony_default`` values)."""
+
+    def __init__(self, request: plugin_pb2.CodeGeneratorRequest) -> None:
+        self.info: dict[tuple[str, str], FieldInfo] = {}
+        self.enums: dict[str, list[str]] = {}
+        for f in request.proto_file:
+            locs = _Locations(f)
+            prefix = f"{f.package}." if f.package else ""
+            for e in f.enum_type:
+                self.enums[prefix + e.name] = [v.name for v in e.value]
+            stack: list[tuple[str, tuple[int, ...], d.DescriptorProto]] = [
+                (prefix + m.name, (_MESSAGE_TYPE, i), m) for i, m in enumerate(f.message_type)
+            ]
+            while stack:
+                full, path, m = stack.pop()
+                for i, fd in enumerate(m.field):
+                    at = (*path, _FIELD, i)
+                    self.info[(full, fd.name)] = FieldInfo(locs.doc(at), locs.where(at, path))
+                for e in m.enum_type:
+                    self.enums[f"{full}.{e.name}"] = [v.name for v in e.value]
+                for i, n in enumerate(m.nested_type):
+                    stack.append((f"{full}.{n.name}", (*path, _NESTED, i), n))
 
 
 def _index(request: plugin_pb2.CodeGeneratorRequest) -> dict[str, MessageRef]:
@@ -350,6 +379,7 @@ def _file(
     refs: dict[str, MessageRef],
     ids: list[_Id],
     problems: list[str],
+    fields: _Fields,
 ) -> FileModel:
     locs = _Locations(f)
     module = module_of(f.name)
@@ -393,6 +423,12 @@ def _file(
                 path = (_SERVICE, si, _METHOD, mi)
                 rest_where = locs.where((*path, _OPTIONS, _REST_EXT), (*path, _OPTIONS), path)
                 routes.append((model, rest_where, f"{s.name}.{rpc.name}"))
+        cli = None
+        cli_opt = _option(s.options, options_pb2.RONY_CLI_FIELD_NUMBER)
+        if isinstance(cli_opt, Message):  # options_pb2.CliOpt, or Go Rony's own
+            protocol = str(getattr(cli_opt, "protocol", ""))
+            where = locs.where((_SERVICE, si))
+            cli = build_cli(protocol, methods, fields.info, fields.enums, problems, where)
         services.append(
             ServiceModel(
                 name=s.name,
@@ -400,6 +436,7 @@ def _file(
                 doc=locs.doc((_SERVICE, si)),
                 no_client=_option(s.options, options_pb2.RONY_NO_CLIENT_FIELD_NUMBER) is True,
                 methods=tuple(methods),
+                cli=cli,
             )
         )
     _check_names(locs, services, problems)
@@ -506,7 +543,8 @@ def build_model(request: plugin_pb2.CodeGeneratorRequest) -> list[FileModel]:
     problems: list[str] = []
     ids: list[_Id] = []
     wanted = set(request.file_to_generate)
-    models = [_file(f, refs, ids, problems) for f in request.proto_file if f.name in wanted]
+    fields = _Fields(request)
+    models = [_file(f, refs, ids, problems, fields) for f in request.proto_file if f.name in wanted]
     for f in request.proto_file:
         # Ids that dependencies' own generated modules register, so a clash with them shows now.
         if f.name in wanted or f.name.startswith(_FOREIGN_PREFIXES):

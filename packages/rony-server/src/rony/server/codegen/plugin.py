@@ -1,4 +1,5 @@
-"""protoc-gen-rony: the protoc plugin that writes ``<proto>_rony.py`` beside ``<proto>_pb2.py``.
+"""protoc-gen-rony: the protoc plugin that writes ``<proto>_rony.py`` beside ``<proto>_pb2.py``
+(and ``<proto>_repo.py`` for ``rony_model`` messages, ``<proto>_cli.py`` for ``rony_cli``).
 
     python -m grpc_tools.protoc -I. --python_out=. --pyi_out=. \\
         --plugin=protoc-gen-rony=$(which protoc-gen-rony) --rony_out=. my/service.proto
@@ -18,6 +19,7 @@ from google.protobuf.compiler import plugin_pb2
 # Imported before the request is parsed so the rony_* option extensions are known to the parser.
 from rony.core.pb import options_pb2
 
+from ._cli import cli_output, render_cli
 from ._model import GenerationError, build_model
 from ._render import render
 from ._repo import render_repo, repo_output
@@ -55,6 +57,9 @@ def generate(request: plugin_pb2.CodeGeneratorRequest) -> plugin_pb2.CodeGenerat
         repo = render_repo(model)  # <proto>_repo.py, for files with rony_model messages
         if repo is not None:
             response.file.add(name=repo_output(model.output), content=repo)
+        cli = render_cli(model)  # <proto>_cli.py, for files with rony_cli services
+        if cli is not None:
+            response.file.add(name=cli_output(model.output), content=cli)
     return response
 
 
