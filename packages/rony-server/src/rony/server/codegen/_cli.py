@@ -220,6 +220,8 @@ class _Call:
 
 
 def _literal(s: str) -> str:
+    """As ``_render._literal`` (which this module cannot import at its top: ``_render`` imports
+    ``_model``, which imports this module)."""
     body = s.replace("\\", "\\\\").replace("\n", "\\n")
     if '"' in s and "'" not in s:
         return "'" + body + "'"
