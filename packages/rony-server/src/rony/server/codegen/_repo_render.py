@@ -210,7 +210,7 @@ def _repo_class(r: RepoModel, cls: str, *, is_async: bool) -> list[str]:
         # makes no call in between. The method below stays for its signature and docs.
         out += [
             "        # The read by primary key (the hot path) without a call in between.",
-            "        self.__dict__[\"read\"] = self.repo.read",
+            '        self.__dict__["read"] = self.repo.read',
         ]
     out += _writes(cls, store, is_async=is_async)
     key_params = params(r.table, False)
