@@ -211,8 +211,10 @@ def _compile(
             env[name] = struct.Struct(">" + fmt)
             parts.append(f"{name}.pack({', '.join(run)})")
             if len(parts) == 1:
-                env["_SP"] = struct.Struct(f">{len(order.prefix)}s{fmt}")
-                with_prefix.append(f"_SP.pack(_P, {', '.join(run)})")
+                # The first field's tag is a constant too: it joins the prefix bytes.
+                env["_PT"] = order.prefix + bytes((int(run[0]),))
+                env["_SP"] = struct.Struct(f">{len(order.prefix) + 1}sQ{fmt[2:]}")
+                with_prefix.append(f"_SP.pack(_PT, {', '.join(run[1:])})")
             else:
                 with_prefix.append(parts[-1])
             run.clear()
