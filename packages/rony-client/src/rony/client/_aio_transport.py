@@ -28,14 +28,19 @@ __all__ = ["AiohttpTransport"]
 
 _MESSAGE_TOO_BIG = 1009
 _CONTENT_TYPE = "application/x-protobuf"
+_JSON = "application/json"
 
 
 class _WSConnection:
-    __slots__ = ("_server_limit", "_ws")
+    __slots__ = ("_opcode", "_server_limit", "_ws")
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse, server_limit: int | None) -> None:
+    def __init__(
+        self, ws: aiohttp.ClientWebSocketResponse, server_limit: int | None, text: bool = False
+    ) -> None:
         self._ws = ws
         self._server_limit = server_limit
+        # JSON mode writes text frames (the frame is UTF-8 JSON already: no decode, no copy).
+        self._opcode = WSMsgType.TEXT if text else WSMsgType.BINARY
 
     async def send(self, frame: bytes) -> None:
         if self._ws.closed:
@@ -44,7 +49,7 @@ class _WSConnection:
         if limit is not None and len(frame) > limit:
             raise server_too_large(len(frame), limit)
         try:
-            await self._ws.send_bytes(frame)
+            await self._ws.send_frame(frame, self._opcode)
         except (aiohttp.ClientError, OSError) as exc:
             raise ConnectionLost(f"write failed: {exc!r}", written=False) from None
 
@@ -112,7 +117,9 @@ class AiohttpTransport(AsyncTransport):
         # (aiohttp keeps the handshake response only as a private attribute.)
         response = getattr(ws, "_response", None)
         headers = getattr(response, "headers", None) or {}
-        return _WSConnection(ws, server_limit(headers.get(MAX_MESSAGE_SIZE_HEADER)))
+        return _WSConnection(
+            ws, server_limit(headers.get(MAX_MESSAGE_SIZE_HEADER)), text=options.text
+        )
 
     async def round_trip_async(
         self,
@@ -123,7 +130,7 @@ class AiohttpTransport(AsyncTransport):
         options: ConnectOptions,
     ) -> bytes:
         session = self._get_session(options)
-        headers = {"Content-Type": _CONTENT_TYPE, **options.headers}
+        headers = {"Content-Type": _JSON if options.text else _CONTENT_TYPE, **options.headers}
         limit = options.max_message_size
         client_timeout = aiohttp.ClientTimeout(
             total=timeout, sock_connect=min(timeout, options.dial_timeout)

@@ -135,8 +135,9 @@ class AsyncClient:
     """Talk to a Rony cluster from asyncio, over WebSocket (default) or HTTP.
 
     ``url`` is one URL or a list of seed URLs (failover in order). ``transport`` picks the wire
-    (``"ws"`` or ``"http"``; seed URLs are rewritten to it). ``transport_impl`` replaces the
-    network (e.g. ``MockTransport(handler)``).
+    (``"ws"`` or ``"http"``; seed URLs are rewritten to it). ``encoding="json"`` sends and
+    reads Go Rony's JSON envelopes instead of protobuf (same API). ``transport_impl`` replaces
+    the network (e.g. ``MockTransport(handler)``).
     """
 
     def __init__(
@@ -145,9 +146,10 @@ class AsyncClient:
         *,
         transport: Literal["ws", "http"] = "ws",
         settings: ClientSettings | None = None,
+        encoding: Literal["protobuf", "json"] = "protobuf",
         transport_impl: AsyncTransport | None = None,
     ) -> None:
-        self._core = ClientCore(url, transport=transport, settings=settings)
+        self._core = ClientCore(url, transport=transport, settings=settings, encoding=encoding)
         self.settings = self._core.settings
         self._ws = transport == "ws"
         if transport_impl is None:
@@ -158,7 +160,7 @@ class AsyncClient:
         else:
             self._owns_transport = False
         self._transport = transport_impl
-        self._options = ConnectOptions.from_settings(self.settings)
+        self._options = ConnectOptions.from_settings(self.settings, text=self._core.json)
         self._pending: Pending[asyncio.Future[MessageEnvelope]] = Pending()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._clock: Callable[[], float] = time.monotonic  # its loop's time (_running_loop)

@@ -67,8 +67,11 @@ from rony.core import (
     constructor_of,
     decode_envelope,
     decode_envelope_json,
+    encode_envelope_json,
     envelope_bytes,
     errors,
+    message_from_json,
+    message_to_json,
     registry,
     unwrap,
 )
@@ -95,6 +98,8 @@ __all__ = [
 
 T = TypeVar("T")
 _FOREVER = float("inf")
+Encoding = Literal["protobuf", "json"]
+"""How requests and replies are encoded: protobuf envelopes, or Go Rony's JSON envelopes."""
 Scheme = Literal["ws", "http"]
 _MASK64 = 0xFFFF_FFFF_FFFF_FFFF
 
@@ -167,19 +172,21 @@ def normalize_url(url: str, transport: Scheme) -> str:
 
 
 def decode_frame(
-    data: bytes | bytearray | memoryview | str, limits: Limits
+    data: bytes | bytearray | memoryview | str, limits: Limits, *, json: bool = False
 ) -> list[MessageEnvelope]:
     """One WebSocket frame or HTTP body -> its envelopes (a container is unpacked).
 
     Empty data holds no envelope. Raises ``FrameTooLarge`` over ``limits.max_message_size`` and
-    ``DecodeError`` for bytes that are not an envelope. A text frame is read as Go Rony's JSON
-    envelope.
+    ``DecodeError`` for bytes that are not an envelope. A text frame (and, with ``json``, an
+    HTTP body) is read as Go Rony's JSON envelope.
     """
     if not data:
         return []  # an HTTP 204 (the handler pushed nothing), or an empty frame
     try:
         if isinstance(data, str):
             env = decode_envelope_json(data, limits)
+        elif json:
+            env = decode_envelope_json(bytes(data), limits)
         else:
             env = decode_envelope(data, limits)
     except errors.RonyError as exc:
@@ -194,7 +201,14 @@ def decode_frame(
         return [env]
     container = MessageContainer()
     try:
-        container.ParseFromString(env.Message)
+        if env.JsonEncoded:
+            # Several replies to a JSON request (an HTTP body): the container in protobuf's
+            # JSON mapping, its envelopes' payloads in base64 (binary, or JSON when marked).
+            container = message_from_json(env.Message, MessageContainer, limits)
+        else:
+            container.ParseFromString(env.Message)
+    except errors.RonyError as exc:
+        raise DecodeError(f"reply container does not decode: {exc.description}") from None
     except Exception as exc:  # protobuf's DecodeError
         raise DecodeError(f"reply container does not decode: {exc}") from None
     if len(container.Envelopes) > limits.max_container_length:
@@ -536,7 +550,9 @@ class Exchange:
             self._error = TooManyRedirects(f"more than {s.max_redirects} redirects")
             return
         try:
-            redirect = Redirect.FromString(reply.Message)
+            redirect = (
+                unwrap(reply, Redirect) if reply.JsonEncoded else Redirect.FromString(reply.Message)
+            )
         except Exception as exc:
             self._error = DecodeError(f"Redirect does not decode: {exc}")
             return
@@ -590,9 +606,21 @@ class ClientCore:
         transport: Scheme = "ws",
         settings: ClientSettings | None = None,
         rng: random.Random | None = None,
+        encoding: Encoding = "protobuf",
     ) -> None:
         if transport not in ("ws", "http"):
             raise ValueError(f"transport must be 'ws' or 'http', not {transport!r}")
+        if encoding not in ("protobuf", "json"):
+            raise ValueError(f"encoding must be 'protobuf' or 'json', not {encoding!r}")
+        self.encoding: Encoding = encoding
+        # JSON mode: every request is Go Rony's JSON envelope (a WS text frame, an HTTP body
+        # of Content-Type application/json) and so is every reply the gateway sends back.
+        self.json = encoding == "json"
+        if self.json and self.settings_auth_given(settings):
+            raise ValueError(
+                "encoding='json' cannot carry ClientSettings.auth (Go Rony's JSON envelope has "
+                "no Auth field): send it in a header, or use encoding='protobuf'"
+            )
         self.settings = s = settings or ClientSettings()
         self.request_timeout = s.request_timeout
         self.dial_timeout = s.dial_timeout
@@ -612,6 +640,10 @@ class ClientCore:
         # Auth (field 8) and Header (field 10) of every request, serialised once.
         self._tail = MessageEnvelope(Auth=s.auth, Header=self._headers).SerializeToString()
 
+    @staticmethod
+    def settings_auth_given(settings: ClientSettings | None) -> bool:
+        return settings is not None and bool(settings.auth)
+
     # --- building requests ------------------------------------------------------------------------
 
     def request(
@@ -624,7 +656,8 @@ class ClientCore:
         env = MessageEnvelope(
             Constructor=constructor,
             RequestID=self.ids.next(),
-            Message=message.SerializeToString(),
+            Message=message_to_json(message) if self.json else message.SerializeToString(),
+            JsonEncoded=self.json,
             Auth=self._auth,
         )
         if header or self._headers:
@@ -651,7 +684,32 @@ class ClientCore:
             env.Header.extend(kv for kv in self._headers if kv.Key not in have)
 
     def encode(self, env: MessageEnvelope) -> bytes:
+        if self.json:
+            return self._within_limit(self._json_frame(env))
         return self._within_limit(env.SerializeToString())
+
+    def _json_frame(self, env: MessageEnvelope) -> bytes:
+        """Go Rony's JSON envelope of ``env``. A binary payload is converted through the
+        class registered for its constructor; ``Auth`` has no place in Go Rony's JSON
+        envelope (nor does the gateway read one there), so JSON mode refuses it rather than
+        drop it silently."""
+        if env.Auth:
+            raise ValueError(
+                "encoding='json' cannot carry Auth (Go Rony's JSON envelope has no such "
+                "field): send it in a header, or use encoding='protobuf'"
+            )
+        if env.Constructor == C_MessageContainer:
+            raise ValueError(
+                "encoding='json' has no batches: the gateway reads a MessageContainer only as "
+                "protobuf (use encoding='protobuf', or send the envelopes one by one)"
+            )
+        try:
+            return encode_envelope_json(env)
+        except errors.RonyError as exc:
+            raise ValueError(
+                f"this envelope cannot be sent as JSON ({exc.description}): register its "
+                "message class, or build it with envelope(..., json_encoded=True)"
+            ) from None
 
     def _within_limit(self, frame: bytes) -> bytes:
         """``frame``, or ``FrameTooLarge`` (nothing written) when it is over max_message_size."""
@@ -693,7 +751,7 @@ class ClientCore:
     ) -> Exchange:
         """``exchange(request(...))`` for the hot path: the frame is written directly."""
         header = trace_header(header)  # (the caller's span, if any: see _tracing)
-        if header or not constructor:
+        if header or not constructor or self.json:
             return self.exchange(
                 self.request(constructor, message, header),
                 now,
@@ -714,6 +772,9 @@ class ClientCore:
     def call_frame(self, constructor: int, message: Message) -> tuple[int, bytes]:
         """A fresh request id and the frame of ``message`` under it (no per-call header),
         or ``FrameTooLarge``."""
+        if self.json:
+            env = self.request(constructor, message)
+            return env.RequestID, self.encode(env)
         rid = self.ids.next()
         return rid, self._within_limit(
             self.request_frame(constructor, rid, message.SerializeToString())
@@ -743,6 +804,11 @@ class ClientCore:
         """One exchange carrying a MessageContainer of ``envs`` (already ``prepare``d)."""
         if not envs:
             raise ValueError("send_batch needs at least one envelope")
+        if self.json:
+            raise ValueError(
+                "send_batch is not available with encoding='json': the gateway reads a "
+                "MessageContainer only as protobuf"
+            )
         if len(envs) > self.limits.max_container_length:
             raise ValueError(
                 f"{len(envs)} envelopes; max_container_length is {self.limits.max_container_length}"
@@ -772,7 +838,7 @@ class ClientCore:
     # --- reading replies --------------------------------------------------------------------------
 
     def decode_frame(self, data: bytes | bytearray | memoryview | str) -> list[MessageEnvelope]:
-        return decode_frame(data, self.limits)
+        return decode_frame(data, self.limits, json=self.json)
 
 
 def match_http_replies(

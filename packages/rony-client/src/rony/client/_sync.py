@@ -158,7 +158,8 @@ class Client:
     """Talk to a Rony cluster from blocking code, over WebSocket (default) or HTTP.
 
     Safe to share between threads. ``url`` is one URL or a list of seed URLs (failover in
-    order); ``transport`` picks the wire; ``transport_impl`` replaces the network (e.g.
+    order); ``transport`` picks the wire; ``encoding="json"`` speaks Go Rony's JSON envelopes
+    instead of protobuf (same API); ``transport_impl`` replaces the network (e.g.
     ``MockTransport(handler)``). Use as ``with Client(...) as c:``.
     """
 
@@ -168,9 +169,10 @@ class Client:
         *,
         transport: Literal["ws", "http"] = "ws",
         settings: ClientSettings | None = None,
+        encoding: Literal["protobuf", "json"] = "protobuf",
         transport_impl: SyncTransport | None = None,
     ) -> None:
-        self._core = ClientCore(url, transport=transport, settings=settings)
+        self._core = ClientCore(url, transport=transport, settings=settings, encoding=encoding)
         self.settings = self._core.settings
         self._ws = transport == "ws"
         if transport_impl is None:
@@ -181,7 +183,7 @@ class Client:
         else:
             self._owns_transport = False
         self._transport = transport_impl
-        self._options = ConnectOptions.from_settings(self.settings)
+        self._options = ConnectOptions.from_settings(self.settings, text=self._core.json)
         self._lock = threading.Lock()
         self._pending: Pending[_Slot] = Pending()
         self._links: dict[str, _Link] = {}

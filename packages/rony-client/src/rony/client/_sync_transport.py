@@ -22,6 +22,7 @@ from rony.client.errors import (
 __all__ = ["SyncNetTransport"]
 
 _CONTENT_TYPE = "application/x-protobuf"
+_JSON = "application/json"
 
 
 class _Pooled:
@@ -97,7 +98,7 @@ class SyncNetTransport(SyncTransport):
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
-        headers = {"Content-Type": _CONTENT_TYPE, **options.headers}
+        headers = {"Content-Type": _JSON if options.text else _CONTENT_TYPE, **options.headers}
         # One retry, on a fresh connection, when a *reused* keep-alive connection turns out to
         # be closed by the server before it sent a single byte: a server only closes idle
         # connections, so that request was never read (the urllib3/httpx rule).

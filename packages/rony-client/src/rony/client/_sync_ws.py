@@ -118,6 +118,8 @@ class SyncWebSocket:
         self._sock = sock
         self._server_limit = server_limit  # the server's max_message_size, from the handshake
         self._p = protocol
+        # JSON mode writes text frames (the frame is UTF-8 JSON already).
+        self._send = protocol.send_text if options.text else protocol.send_binary
         self._io_lock = threading.Lock()
         self._read_lock = threading.Lock()
         self._ready: deque[Data] = deque()  # complete messages parsed but not returned yet
@@ -158,7 +160,7 @@ class SyncWebSocket:
             if self._error is not None or self._p.state is not State.OPEN:
                 raise ConnectionLost("connection is closed", written=False)
             try:
-                self._p.send_binary(frame)
+                self._send(frame)
                 self._flush()
             except OSError as exc:
                 self._fail_locked(ConnectionLost(f"write failed: {exc!r}", written=True))

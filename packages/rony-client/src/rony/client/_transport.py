@@ -33,7 +33,10 @@ from rony.core import (
     MessageContainer,
     MessageEnvelope,
     RonyError,
+    container_envelope,
     decode_envelope,
+    decode_envelope_json,
+    encode_envelope_json,
     envelope,
     header_dict,
     unwrap,
@@ -81,10 +84,13 @@ class ConnectOptions:
     headers: Mapping[str, str] = field(default_factory=dict)
     pool_size: int = 16
     keepalive_expiry: float = 15.0
+    text: bool = False
+    """JSON mode: frames are Go Rony's JSON envelopes (WS text frames, HTTP application/json)."""
 
     @classmethod
-    def from_settings(cls, s: ClientSettings) -> ConnectOptions:
+    def from_settings(cls, s: ClientSettings, *, text: bool = False) -> ConnectOptions:
         return cls(
+            text=text,
             dial_timeout=s.dial_timeout,
             max_message_size=s.max_message_size,
             ping_interval=s.ping_interval,
@@ -216,15 +222,28 @@ def _replies(req: MockRequest, result: MockReply) -> list[MessageEnvelope]:
     return out
 
 
-def _requests(url: str, frame: bytes) -> list[MockRequest]:
-    env = decode_envelope(frame)
+def _requests(url: str, frame: bytes, text: bool = False) -> list[MockRequest]:
+    # ``text``: a client in JSON mode (one JSON envelope: there are no JSON batches)
+    env = decode_envelope_json(frame) if text else decode_envelope(frame)
     if env.Constructor == C_MessageContainer:
         container = MessageContainer.FromString(env.Message)
         return [MockRequest(url, e) for e in container.Envelopes]
     return [MockRequest(url, env)]
 
 
-def _body(replies: list[MessageEnvelope]) -> bytes:
+def _wire(env: MessageEnvelope, text: bool) -> bytes:
+    """One reply as the gateway writes it to a client in ``text`` (JSON) mode or not."""
+    return encode_envelope_json(env) if text else env.SerializeToString()
+
+
+def _ws_frame(env: MessageEnvelope, text: bool) -> Frame:
+    """One WebSocket frame: a text frame (str) in JSON mode, as a real socket delivers it."""
+    return _wire(env, True).decode() if text else env.SerializeToString()
+
+
+def _body(replies: list[MessageEnvelope], text: bool = False) -> bytes:
+    if text and replies:
+        return _wire(replies[0] if len(replies) == 1 else container_envelope(replies), True)
     if len(replies) == 1:
         return replies[0].SerializeToString()
     container = MessageContainer(Length=len(replies), Envelopes=replies)
@@ -282,7 +301,7 @@ class MockTransport(SyncTransport, AsyncTransport):
 
     def connect(self, url: str, options: ConnectOptions) -> SyncConnection:
         self._check_dial(url)
-        conn = _MockSyncConn(self, url)
+        conn = _MockSyncConn(self, url, options.text)
         with self._lock:
             self._sync_conns.append(conn)
         return conn
@@ -292,15 +311,15 @@ class MockTransport(SyncTransport, AsyncTransport):
     ) -> bytes:
         self._check_dial(url)
         replies: list[MessageEnvelope] = []
-        for req in _requests(url, frame):
+        for req in _requests(url, frame, options.text):
             replies.extend(self._handle_sync(req))
-        return _body(replies)
+        return _body(replies, options.text)
 
     # async twin
 
     async def connect_async(self, url: str, options: ConnectOptions) -> AsyncConnection:
         self._check_dial(url)
-        conn = _MockAsyncConn(self, url)
+        conn = _MockAsyncConn(self, url, options.text)
         with self._lock:
             self._async_conns.append(conn)
         return conn
@@ -315,20 +334,19 @@ class MockTransport(SyncTransport, AsyncTransport):
     ) -> bytes:
         self._check_dial(url)
         replies: list[MessageEnvelope] = []
-        for req in _requests(url, frame):
+        for req in _requests(url, frame, options.text):
             replies.extend(await self._handle_async(req))
-        return _body(replies)
+        return _body(replies, options.text)
 
     # server-side actions
 
     def push(self, env: MessageEnvelope) -> int:
         """Send ``env`` to every open WebSocket; return how many got it."""
-        frame = env.SerializeToString()
         with self._lock:
             conns: list[_MockSyncConn | _MockAsyncConn] = [*self._sync_conns, *self._async_conns]
         n = 0
         for c in conns:
-            n += c.deliver(frame)
+            n += c.deliver(_ws_frame(env, c.text))
         return n
 
     def drop(self) -> int:
@@ -349,13 +367,14 @@ class MockTransport(SyncTransport, AsyncTransport):
 
 
 class _MockSyncConn:
-    def __init__(self, owner: MockTransport, url: str) -> None:
+    def __init__(self, owner: MockTransport, url: str, text: bool = False) -> None:
         self._owner = owner
         self._url = url
-        self._inbox: queue.SimpleQueue[bytes | ClientError] = queue.SimpleQueue()
+        self.text = text
+        self._inbox: queue.SimpleQueue[Frame | ClientError] = queue.SimpleQueue()
         self._closed: ClientError | None = None
 
-    def deliver(self, frame: bytes) -> int:
+    def deliver(self, frame: Frame) -> int:
         if self._closed is not None:
             return 0
         self._inbox.put(frame)
@@ -370,9 +389,9 @@ class _MockSyncConn:
         if self._closed is not None:
             raise ConnectionLost("mock: connection is closed", written=False)
         try:
-            for req in _requests(self._url, frame):
+            for req in _requests(self._url, frame, self.text):
                 for reply in self._owner._handle_sync(req):
-                    self._inbox.put(reply.SerializeToString())
+                    self._inbox.put(_ws_frame(reply, self.text))
         except ConnectionLost as err:
             self._owner._forget(self)
             self.lose(ConnectionLost(str(err), written=True))
@@ -393,14 +412,15 @@ class _MockSyncConn:
 
 
 class _MockAsyncConn:
-    def __init__(self, owner: MockTransport, url: str) -> None:
+    def __init__(self, owner: MockTransport, url: str, text: bool = False) -> None:
         self._owner = owner
         self._url = url
+        self.text = text
         self._loop = asyncio.get_running_loop()
-        self._inbox: asyncio.Queue[bytes | ClientError] = asyncio.Queue()
+        self._inbox: asyncio.Queue[Frame | ClientError] = asyncio.Queue()
         self._closed: ClientError | None = None
 
-    def _put(self, item: bytes | ClientError) -> None:
+    def _put(self, item: Frame | ClientError) -> None:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -410,7 +430,7 @@ class _MockAsyncConn:
         else:
             self._loop.call_soon_threadsafe(self._inbox.put_nowait, item)
 
-    def deliver(self, frame: bytes) -> int:
+    def deliver(self, frame: Frame) -> int:
         if self._closed is not None:
             return 0
         self._put(frame)
@@ -425,9 +445,9 @@ class _MockAsyncConn:
         if self._closed is not None:
             raise ConnectionLost("mock: connection is closed", written=False)
         try:
-            for req in _requests(self._url, frame):
+            for req in _requests(self._url, frame, self.text):
                 for reply in await self._owner._handle_async(req):
-                    self._inbox.put_nowait(reply.SerializeToString())
+                    self._inbox.put_nowait(_ws_frame(reply, self.text))
         except ConnectionLost as err:
             self._owner._forget(self)
             self.lose(ConnectionLost(str(err), written=True))

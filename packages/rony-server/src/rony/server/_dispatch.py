@@ -21,6 +21,9 @@ the dispatcher one received unit: raw bytes (``dispatch_bytes``) or a decoded en
    internal method from the gateway        E01 HANDLER (same as unknown: reveals nothing)
    payload does not decode                 E01 REQUEST (raised by ``ctx.message``)
    handler raises a RonyError              that error (code, items, description)
+   handler lets a repository error out     E08 RECORD (``RecordExistsError``: a create of a
+                                           taken key) / E02 RECORD (``RecordNotFoundError``:
+                                           an update of a missing one), with its text
    handler raises anything else            E00 SERVER, no description (no traceback leaks;
                                            the traceback is logged)
    handler_timeout passes                  E06 TIMEOUT; but a chain that catches the
@@ -43,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -64,11 +68,13 @@ from rony.core import (
     envelope,
 )
 from rony.core.errors import (
+    AlreadyExistsError,
     InternalError,
     InvalidError,
     MalformedError,
     RequestTimeoutError,
     RonyError,
+    UnavailableError,
 )
 from rony.server._app import App, HandlerEntry
 from rony.server._metrics import RequestMetrics
@@ -83,6 +89,27 @@ _monotonic = time.monotonic
 
 Reply = Callable[[MessageEnvelope], None]
 """Where replies of a persistent conn go, one envelope at a time (never blocks)."""
+
+
+def _foreign_error(exc: BaseException | None) -> RonyError | None:
+    """The Rony error of an exception of another of our packages that a handler let escape,
+    when it says something the client can act on; None: an internal error (E00).
+
+    rony.store knows nothing of Rony's codes (it depends on nothing of ours), so the mapping
+    lives here. It looks the module up instead of importing it: an app that never imported
+    rony.store cannot raise its errors, and the dispatcher does not pull in lmdb for them.
+    """
+    store_errors: Any = sys.modules.get("rony.store.errors")
+    if store_errors is None or exc is None:
+        return None
+    # A repository's create of a key that is taken, and its update of one that is missing:
+    # Go Rony's AlreadyExists (E08), and Unavailable (E02, HTTP 404), which Go Rony answers
+    # for what is not there.
+    if isinstance(exc, store_errors.RecordExistsError):
+        return AlreadyExistsError("RECORD", str(exc))
+    if isinstance(exc, store_errors.RecordNotFoundError):
+        return UnavailableError("RECORD", str(exc))
+    return None
 
 
 def error_envelope(err: RonyError, request_id: int = 0) -> MessageEnvelope:
@@ -516,6 +543,10 @@ class Dispatcher:
             )
 
     def _internal_error(self, ctx: RequestCtx, entry: HandlerEntry) -> None:
+        known = _foreign_error(sys.exc_info()[1])
+        if known is not None:
+            ctx.push_error(known)
+            return
         log.error(
             "%s raised (conn %s, request %s)",
             self._name(entry),

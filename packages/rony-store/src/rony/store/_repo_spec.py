@@ -109,7 +109,8 @@ class Index:
 class _Order:
     """A key order made ready: its prefix, one encoder per field, and functions compiled for
     it (``key(*values)`` and ``of(message)``: the bytes after the prefix; ``full_key(*values)``
-    with the prefix): a run of int fields is one ``struct.pack`` (see ``_compile``)."""
+    with the prefix): a run of int fields is one ``struct.pack`` (see ``_compile``). ``expr``
+    and ``env``: the source of the full key (prefix included) and its names, for ``reader``."""
 
     __slots__ = (
         "args",
@@ -147,7 +148,7 @@ class _Order:
         source = (
             f"def read({self.args}):\n"
             "    try:\n"
-            f"        k = _P + {self.expr}\n"
+            f"        k = {self.expr}\n"
             "    except Exception:\n"
             f"        k = _P + _slow(({self.args}{one}))\n"
             "    raw = _get(k)\n"
@@ -194,15 +195,28 @@ def _compile(
     wrong type, an int past 64 bits) raises inside, and the slow checked path
     (``_Order.full``) then encodes it or raises the clear error.
     """
-    env: dict[str, Any] = {"_slow": order.full, "_FLIP": _FLIP, "_B": _BIAS}
+    env: dict[str, Any] = {"_slow": order.full, "_FLIP": _FLIP}
     parts: list[str] = []
     run: list[str] = []
+
+    # ``with_prefix``: the same expression with the order's prefix in front; when the key
+    # starts with a run of ints the prefix is the first field of that run's struct (one
+    # ``pack``, no concatenation: the read by primary key builds this).
+    with_prefix: list[str] = []
 
     def flush() -> None:
         if run:
             name = f"_S{len(env)}"
-            env[name] = struct.Struct(">" + "BQ" * (len(run) // 2))
+            fmt = "BQ" * (len(run) // 2)
+            env[name] = struct.Struct(">" + fmt)
             parts.append(f"{name}.pack({', '.join(run)})")
+            if len(parts) == 1:
+                # The first field's tag is a constant too: it joins the prefix bytes.
+                env["_PT"] = order.prefix + bytes((int(run[0]),))
+                env["_SP"] = struct.Struct(f">{len(order.prefix) + 1}sQ{fmt[2:]}")
+                with_prefix.append(f"_SP.pack(_PT, {', '.join(run[1:])})")
+            else:
+                with_prefix.append(parts[-1])
             run.clear()
 
     params = [
@@ -212,15 +226,23 @@ def _compile(
     for i, (enc, desc) in enumerate(zip(order.encoders, order.desc, strict=True)):
         if getattr(enc, "kind", None) == "int":
             v = params[i]
-            run += [str(_INT_TAG_DESC), f"_B - 1 - {v}"] if desc else [str(_INT_TAG), f"{v} + _B"]
+            # The bias as a literal: a constant, not a name looked up on every call.
+            if desc:
+                run += [str(_INT_TAG_DESC), f"{_BIAS - 1} - {v}"]
+            else:
+                run += [str(_INT_TAG), f"{v} + {_BIAS}"]
             continue
         flush()
         env[f"_E{i}"] = enc
         v = params[i]
         parts.append(f"_E{i}({v}).translate(_FLIP)" if desc else f"_E{i}({v})")
+        with_prefix.append(parts[-1])
     flush()
     n = len(order.encoders)
     expr = " + ".join(parts) or 'b""'
+    if not with_prefix or not with_prefix[0].startswith("_SP."):
+        with_prefix.insert(0, "_P")
+    pexpr = " + ".join(with_prefix)
     args = ", ".join(params)
     values = f"({args}{',' if n == 1 else ''})"
     getters = ", ".join(
@@ -231,7 +253,7 @@ def _compile(
     env["_P"] = order.prefix
     # Fixed arity, parameters named as the fields: a call with a value missing is Python's
     # TypeError naming it (the callers turn it into the checked path's error).
-    order.expr, order.args, order.env = expr, args, env
+    order.expr, order.args, order.env = pexpr, args, env
     source = (
         f"def key({args}):\n"
         "    try:\n"
@@ -240,7 +262,7 @@ def _compile(
         f"        return _slow({values})\n"
         f"def full_key({args}):\n"
         "    try:\n"
-        f"        return _P + {expr}\n"
+        f"        return {pexpr}\n"
         "    except Exception:\n"
         f"        return _P + _slow({values})\n"
         "def of(m):\n"
@@ -290,6 +312,7 @@ class ModelSpec(Generic[M]):
     _table: _Order = field(init=False, repr=False)
     _views: dict[str, _Order] = field(init=False, repr=False)
     _indexes: dict[str, _IndexReady] = field(init=False, repr=False)
+    _entries: Callable[[M, bytes, bytes], dict[bytes, bytes]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         desc = self.message.DESCRIPTOR
@@ -319,6 +342,7 @@ class ModelSpec(Generic[M]):
                 field_encoder(self.message, ix.field, key=False),
                 bool(fd is not None and fd.is_repeated),
             )
+        self._entries = _compile_entries(tuple(self._views.values()), tuple(self._indexes.values()))
 
     def _order(self, kind: str, order: KeyOrder) -> _Order:
         if len(set(order.names)) != len(order.names):
@@ -338,15 +362,34 @@ class ModelSpec(Generic[M]):
 
     def entries(self, m: M, pk: bytes, data: bytes) -> dict[bytes, bytes]:
         """Every key (besides the table's) that record ``m`` has, with its value."""
-        out: dict[bytes, bytes] = {}
-        for view in self._views.values():
-            out[view.prefix + view.of(m)] = data
-        for ix in self._indexes.values():
-            value = getattr(m, ix.name)
-            enc, prefix = ix.of_message, ix.prefix
-            if ix.repeated:
-                for v in value:
-                    out[prefix + enc(v) + pk] = pk
-            else:
-                out[prefix + enc(value) + pk] = pk
-        return out
+        return self._entries(m, pk, data)
+
+
+def _compile_entries(
+    views: tuple[_Order, ...], indexes: tuple[_IndexReady, ...]
+) -> Callable[[Any, bytes, bytes], dict[bytes, bytes]]:
+    """``entries(m, pk, data)`` of a model as one function built from source (it runs on
+    every write, twice when a record is replaced): a view's key is its compiled ``of``, an
+    index entry ``prefix + encoded value + pk`` -> ``pk`` (each element of a repeated
+    field). The values are the message's own, so the unchecked encoders apply."""
+    env: dict[str, Any] = {}
+    lines = ["def entries(m, pk, data):", "    out = {}"]
+    for i, view in enumerate(views):
+        env[f"_VP{i}"], env[f"_VOF{i}"] = view.prefix, view.of
+        lines.append(f"    out[_VP{i} + _VOF{i}(m)] = data")
+    for i, ix in enumerate(indexes):
+        env[f"_IP{i}"], env[f"_IE{i}"] = ix.prefix, ix.of_message
+        name = ix.name
+        value = (
+            f"m.{name}"
+            if name.isidentifier() and not keyword.iskeyword(name)
+            else (f"getattr(m, {name!r})")
+        )
+        if ix.repeated:
+            lines += [f"    for v in {value}:", f"        out[_IP{i} + _IE{i}(v) + pk] = pk"]
+        else:
+            lines.append(f"    out[_IP{i} + _IE{i}({value}) + pk] = pk")
+    lines.append("    return out")
+    exec("\n".join(lines) + "\n", env)
+    fn: Callable[[Any, bytes, bytes], dict[bytes, bytes]] = env["entries"]
+    return fn

@@ -97,7 +97,9 @@ Part: TypeAlias = int | float | str | bytes | bool | Desc
 
 
 def _escape(raw: bytes) -> bytes:
-    if b"\x00" in raw or b"\x01" in raw:
+    # An int operand: ``b"\x00" in raw`` first tries the operand as an int and pays for the
+    # TypeError (~0.15 us each, most of a str key part's cost).
+    if 0 in raw or 1 in raw:
         raw = raw.replace(b"\x01", b"\x01\x02").replace(b"\x00", b"\x01\x01")
     return raw + b"\x00"
 

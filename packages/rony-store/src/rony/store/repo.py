@@ -125,14 +125,15 @@ class _Base(Generic[M]):
         pk = self._pk.of(m)
         table_key = self._pk.prefix + pk
         old_raw = txn.get(table_key)
-        if mode == _CREATE and old_raw is not None:
+        if old_raw is None:
+            if mode == _UPDATE:
+                raise RecordNotFoundError(f"{spec.name} {spec.key_of(m)!r} does not exist")
+        elif mode == _CREATE:
             raise RecordExistsError(f"{spec.name} {spec.key_of(m)!r} exists")
-        if mode == _UPDATE and old_raw is None:
-            raise RecordNotFoundError(f"{spec.name} {spec.key_of(m)!r} does not exist")
         data = m.SerializeToString()
-        entries = spec.entries(m, pk, data)
+        entries = spec._entries(m, pk, data)
         if old_raw is not None:
-            for key in spec.entries(self._parse(old_raw), pk, old_raw):
+            for key in spec._entries(self._parse(old_raw), pk, old_raw):
                 if key not in entries:
                     txn._delete(key)
         # Every entry of the record gets the same header (so they expire together), written
@@ -153,11 +154,15 @@ class _Base(Generic[M]):
         txn._enter()
         if len(table_key) > max_key:
             raise InvalidKeyError(f"{spec.name}: a key of {len(table_key)} bytes > {max_key}")
-        raw_set(raw, table_key, header + data, expiry)
+        # An entry's value is the record's bytes (a view) or its packed primary key (an
+        # index): each gets its header once.
+        with_data = header + data
+        with_pk = header + pk
+        raw_set(raw, table_key, with_data, expiry)
         for key, value in entries.items():
             if len(key) > max_key:
                 raise InvalidKeyError(f"{spec.name}: a key of {len(key)} bytes > {max_key}")
-            raw_set(raw, key, header + value, expiry)
+            raw_set(raw, key, with_pk if value is pk else with_data, expiry)
 
     def _remove(self, txn: WriteTxn, key: tuple[Any, ...]) -> bool:
         pk = _key(self._pk, key)
@@ -165,7 +170,7 @@ class _Base(Generic[M]):
         old_raw = txn.get(table_key)
         if old_raw is None:
             return False
-        for k in self.spec.entries(self._parse(old_raw), pk, old_raw):
+        for k in self.spec._entries(self._parse(old_raw), pk, old_raw):
             txn._delete(k)
         txn._delete(table_key)
         return True

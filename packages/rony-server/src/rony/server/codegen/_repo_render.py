@@ -204,6 +204,14 @@ def _repo_class(r: RepoModel, cls: str, *, is_async: bool) -> list[str]:
     out += [f"    def __init__(self, store: {store}) -> None:"]
     base = "AsyncRepository" if is_async else "Repository"
     out.append(f"        self.repo = {base}({_spec(r)}, store)")
+    if not is_async and all(k.param == k.name and not k.name.startswith("_") for k in r.table):
+        # The repository's read is a function compiled for this key with these parameter
+        # names (rony.store._repo_spec): bound here, a read by primary key (the hot path)
+        # makes no call in between. The method below stays for its signature and docs.
+        out += [
+            "        # The read by primary key (the hot path) without a call in between.",
+            '        self.__dict__["read"] = self.repo.read',
+        ]
     out += _writes(cls, store, is_async=is_async)
     key_params = params(r.table, False)
     key_args = [k.param for k in r.table]
