@@ -22,7 +22,7 @@ from examples.echo.sample_pb2 import EchoRequest
 from examples.echo.sample_rony import C_SampleEcho
 from rony.core import C_Ping, Ping
 from rony.server import App
-from rony.server._logging import JsonFormatter, ServerIdFilter, TextFormatter
+from rony.server.logs import JsonFormatter, ServerIdFilter, TextFormatter
 from rony.server.testing import serve
 
 from .conftest import ROOT, recv_env, req

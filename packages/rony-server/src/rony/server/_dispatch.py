@@ -71,8 +71,8 @@ from rony.core.errors import (
     RonyError,
 )
 from rony.server._app import App, HandlerEntry
-from rony.server._logging import log_access, request_extra
 from rony.server._metrics import RequestMetrics
+from rony.server.logs import log_access, request_extra
 
 if TYPE_CHECKING:
     from rony.server._tracing import Tracing
@@ -184,7 +184,7 @@ class Dispatcher:
         # Request counts and durations by constructor (rony.server._metrics); None: not
         # counted (EdgeSettings.metrics off).
         self.metrics: RequestMetrics | None = RequestMetrics() if settings.metrics else None
-        # One INFO line per request on "rony.server.access" (rony.server._logging); off, the
+        # One INFO line per request on "rony.server.access" (rony.server.logs); off, the
         # one test in _execute's finally is all it costs.
         self.access_log = settings.access_log
         # handler_timeout bookkeeping: task -> deadline of the chain it runs, and the tasks

@@ -23,9 +23,9 @@ from typing import Any
 
 from rony.server._app import App
 from rony.server._edge import Edge
-from rony.server._logging import LOG_FORMATS, LogSetup, configure
 from rony.server._settings import load_settings, parse_hostport
 from rony.server._tracing import TRACE_SAMPLERS
+from rony.server.logs import LOG_FORMATS, LogSetup, configure
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "main", "resolve_target"]
 

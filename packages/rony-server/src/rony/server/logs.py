@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "LOG_FORMATS",
     "JsonFormatter",
+    "LogSetup",
     "ServerIdFilter",
     "TextFormatter",
     "configure",
