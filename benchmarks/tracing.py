@@ -15,7 +15,9 @@ Figures (extra per request over tracing off / goal):
   - ``sampled``: an SDK with a BatchSpanProcessor into an exporter that drops the spans,
     ``trace_ratio`` 1 (a root span per request, its message event, the attributes);
 
-  goal: an unsampled request costs < 2 µs extra. Each variant runs ``--number`` requests per
+  goal: an unsampled request costs < 2 µs extra. Then the decision alone (``Tracing.begin`` +
+  ``end`` on a decoded request, against making the request's context alone; minimum of the
+  rounds), which a loaded machine disturbs less. Each variant runs ``--number`` requests per
   round, the variants interleaved; the figure is the median over ``--rounds`` of each round's
   difference to that round's tracing-off run.
 * WebSocket RPC end to end, calls/s and server CPU µs/call: a node per mode (off, unsampled
@@ -153,6 +155,47 @@ async def micro(number: int, rounds: int) -> None:
         )
 
 
+def decision(number: int, rounds: int) -> None:
+    """``Tracing.begin`` + ``end`` alone on a decoded request (no handler, no loop), against
+    making the same RequestCtx alone: the sampling decision's own cost, steadier than the
+    dispatch figure on a loaded machine. Minimum over the rounds (the least disturbed)."""
+    import timeit
+
+    from examples.echo.app import app
+    from rony.core import DispatchCtx, Kind, RequestCtx, decode_envelope
+    from rony.core.testing import MemoryConn
+    from rony.server._tracing import Tracing
+
+    provider = _sdk_provider()
+    conn = MemoryConn(persistent=True)
+    entry = next(iter(app.handlers.values()))
+    plain, with_00 = _request(), _request(TRACEPARENT_00)
+    root, parent = (Tracing(provider, server_id="bench", ratio=r) for r in (0.0, 1.0))
+
+    def make(body: bytes) -> RequestCtx:
+        return RequestCtx(DispatchCtx(conn, Kind.GATEWAY), decode_envelope(body))
+
+    def decide(t: Tracing, body: bytes) -> None:
+        ctx = make(body)
+        t.end(t.begin(ctx, entry), ctx)
+
+    cases = {
+        "ctx alone": lambda: make(plain),
+        "ctx alone, traceparent": lambda: make(with_00),
+        "unsampled root": lambda: decide(root, plain),
+        "unsampled parent": lambda: decide(parent, with_00),
+    }
+    best = dict.fromkeys(cases, float("inf"))
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            best[name] = min(best[name], timeit.timeit(fn, number=number) / number * 1e6)
+    provider.shutdown()
+    print(f"the decision alone (begin + end), µs/request (min of {rounds} rounds of {number}):")
+    pairs = (("unsampled root", "ctx alone"), ("unsampled parent", "ctx alone, traceparent"))
+    for name, base in pairs:
+        print(f"  {name:<34} extra {best[name] - best[base]:+6.2f} µs  goal < 2 µs")
+
+
 # --- WebSocket end to end ----------------------------------------------------------------------
 
 SERVER = r"""
@@ -277,6 +320,7 @@ def main() -> None:
     print("(a shared 2-core machine: compare the figures of one run only)")
     if args.only != "ws":
         asyncio.run(micro(args.number, args.rounds))
+        decision(args.number * 5, args.rounds)
     if args.only != "micro":
         modes = [m for m in args.modes.split(",") if m in ("unsampled", "sampled")]
         asyncio.run(end_to_end(args.seconds, args.clients, args.rounds, modes))

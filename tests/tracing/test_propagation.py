@@ -42,6 +42,37 @@ def test_parse_traceparent(value: str, parsed: tuple[int, int, bool] | None) -> 
     assert parse_traceparent(value) == parsed
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        f"00-{TRACE}-{PARENT}-00",
+        f"00-{TRACE}-{PARENT}-01",
+        f"00-{TRACE}-{PARENT}-02",
+        f"00-{TRACE}-{PARENT}-0f",
+        f"00-{TRACE}-{PARENT}-fe",
+        f"00-{TRACE}-{PARENT}-0A",
+        f"00-{'0' * 32}-{PARENT}-00",
+        f"00-{TRACE}-{'0' * 16}-00",
+        f"00-{'0' * 31}1-{PARENT}-00",
+        f"00-{TRACE}-{'0' * 15}1-00",
+        f"00-{TRACE.upper()}-{PARENT}-00",
+        f"00-{TRACE}-{PARENT}-00-more",
+        f"00-{TRACE}-{PARENT}-00\n",
+        f"01-{TRACE}-{PARENT}-00",
+        f"00-{TRACE}-{PARENT}-0",
+        f"00-{TRACE}_{PARENT}-00",
+    ],
+)
+def test_unsampled_shortcut_agrees_with_the_parser(value: str) -> None:
+    """The dispatcher's one-match test for "a valid version-00 parent, not sampled" says yes
+    exactly when the full parser reads a version-00 header with the sampled flag clear."""
+    from rony.server._tracing import _UNSAMPLED_00
+
+    parsed = parse_traceparent(value)
+    expected = parsed is not None and not parsed[2] and value.startswith("00-")
+    assert (_UNSAMPLED_00.fullmatch(value) is not None) == expected
+
+
 def test_samplers_decide_as_named() -> None:
     provider, _ = recorder()
 

@@ -78,6 +78,7 @@ from rony.core.errors import (
 )
 from rony.server._app import App, HandlerEntry
 from rony.server._metrics import RequestMetrics
+from rony.server.logs import log_access, request_extra
 
 if TYPE_CHECKING:
     from rony.server._tracing import Tracing
@@ -183,6 +184,7 @@ class DispatchSettings:
     handler_timeout: float | None = 30.0
     json_enabled: bool = True
     metrics: bool = True
+    access_log: bool = False
 
 
 class Dispatcher:
@@ -209,6 +211,9 @@ class Dispatcher:
         # Request counts and durations by constructor (rony.server._metrics); None: not
         # counted (EdgeSettings.metrics off).
         self.metrics: RequestMetrics | None = RequestMetrics() if settings.metrics else None
+        # One INFO line per request on "rony.server.access" (rony.server.logs); off, the
+        # one test in _execute's finally is all it costs.
+        self.access_log = settings.access_log
         # handler_timeout bookkeeping: task -> deadline of the chain it runs, and the tasks
         # the sweeper cancelled (see _execute).
         self._watched: dict[asyncio.Task[Any], float] = {}
@@ -293,7 +298,10 @@ class Dispatcher:
     async def _bad_envelope(
         self, conn: Conn, err: MalformedError, reply: Reply | None
     ) -> list[MessageEnvelope]:
-        log.info("conn %s sent a bad envelope: %s", conn.conn_id, err)
+        fields = {"server_id": self.settings.server_id, "conn_id": conn.conn_id}
+        log.info(
+            "conn %s sent a bad envelope: %s", conn.conn_id, err, extra={"rony_fields": fields}
+        )
         bad = error_envelope(err)
         if reply is not None:
             reply(bad)
@@ -385,12 +393,12 @@ class Dispatcher:
                 ctx.push_error(InvalidError("HANDLER", f"no handler for {constructor}"))
                 if self.log_requests:
                     log.debug("conn %s request %d: no handler for %d", ctx.conn_id,
-                              ctx.request_id, constructor)  # fmt: skip
+                              ctx.request_id, constructor, extra=request_extra(ctx))  # fmt: skip
                 return dctx.drain() if drain and dctx.buffer else []
             if self.log_requests:
                 log.debug("conn %s request %d: %s (%d) from %s", ctx.conn_id, ctx.request_id,
                           f"{entry.service}.{entry.method}" if entry.method else "handler",
-                          constructor, ctx.conn.client_ip)  # fmt: skip
+                          constructor, ctx.conn.client_ip, extra=request_extra(ctx))  # fmt: skip
             tracing = self.tracing
             if tracing is not None and not entry.builtin:
                 traced = tracing.begin(ctx, entry)
@@ -474,6 +482,8 @@ class Dispatcher:
                 ctx.next_can_go()
             if metrics is not None:
                 metrics.observe(ctx, entry, started, done or ctx.error is not None)
+            if self.access_log:
+                log_access(ctx, entry, started, done or ctx.error is not None)
             if ctx.error is not None:
                 _drop_tracebacks(ctx.error)
         return dctx.drain() if drain and dctx.buffer else []
@@ -536,6 +546,7 @@ class Dispatcher:
             limit,
             ctx.conn_id,
             ctx.request_id,
+            extra=request_extra(ctx),
         )
         if cut:
             ctx.push_error(
@@ -553,6 +564,7 @@ class Dispatcher:
             ctx.conn_id,
             ctx.request_id,
             exc_info=True,
+            extra=request_extra(ctx),
         )
         # The client learns only that the server failed; the traceback stays in the log.
         ctx.push_error(InternalError("SERVER"))

@@ -162,6 +162,7 @@ class Edge:
                 limits=self.settings.limits,
                 handler_timeout=self.settings.handler_timeout,
                 json_enabled=self.settings.json_enabled,
+                access_log=self.settings.access_log,
             ),
             services=self,
             builtins=_builtins(self),

@@ -109,6 +109,12 @@ class EdgeSettings:
                                           trace id; ``always_on``, ``always_off``
     trace_ratio             1.0           share of root requests sampled (0..1); an
                                           unsampled one costs < 2 µs, a sampled ~40 µs
+    log_format              ``text``      ``rony serve``'s log lines: ``text`` or ``json``
+                                          (one object per line; ``--log-format``)
+    log_level               ``INFO``      ``rony serve``'s logging level (``--log-level``)
+    access_log              False         one INFO line per request on
+                                          ``rony.server.access`` (kind, method, outcome,
+                                          duration, client address; ``--access-log``)
     ======================  ============  ===================================================
     """
 
@@ -152,6 +158,9 @@ class EdgeSettings:
     tracing: bool = True
     trace_sampler: str = "parentbased_traceidratio"
     trace_ratio: float = 1.0
+    log_format: str = "text"
+    log_level: str = "INFO"
+    access_log: bool = False
 
     def __post_init__(self) -> None:
         self.advertised_addrs = tuple(self.advertised_addrs)
@@ -197,6 +206,11 @@ class EdgeSettings:
             raise ValueError(f"EdgeSettings.trace_sampler must be one of {names}")
         if not 0.0 <= self.trace_ratio <= 1.0:
             raise ValueError("EdgeSettings.trace_ratio must be within 0..1")
+        if self.log_format not in ("text", "json"):
+            raise ValueError("EdgeSettings.log_format must be text or json")
+        self.log_level = str(self.log_level).upper()
+        if not isinstance(logging.getLevelName(self.log_level), int):
+            raise ValueError(f"EdgeSettings.log_level {self.log_level!r} is not a logging level")
 
     def _check_status_path(self) -> None:
         for net in self.status_networks:

@@ -25,6 +25,7 @@ from rony.server._app import App
 from rony.server._edge import Edge
 from rony.server._settings import load_settings, parse_hostport
 from rony.server._tracing import TRACE_SAMPLERS
+from rony.server.logs import LOG_FORMATS, LogSetup, configure
 
 __all__ = ["SUBCOMMANDS", "Subcommand", "main", "resolve_target"]
 
@@ -117,7 +118,18 @@ def _configure_serve(p: argparse.ArgumentParser) -> None:
         "--grace", type=_grace, help="seconds to finish requests on SIGTERM/SIGINT (>= 0)"
     )
     p.add_argument(
-        "--log-level", default="INFO", type=_log_level, help="logging level (default INFO)"
+        "--log-level", type=_log_level, help="logging level (default INFO, or log_level)"
+    )
+    p.add_argument(
+        "--log-format",
+        choices=LOG_FORMATS,
+        help="log lines as text or one JSON object per line (default text, or log_format)",
+    )
+    p.add_argument(
+        "--access-log",
+        action="store_true",
+        default=None,
+        help="one log line per request on rony.server.access (default off, or access_log)",
     )
     c = p.add_argument_group("cluster (optional; see `rony ca` for the certificates)")
     c.add_argument("--gossip", metavar="HOST:PORT", help="gossip address: runs the cluster")
@@ -219,11 +231,16 @@ def _log_level(text: str) -> str:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    logging.basicConfig(
-        level=args.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    # Logging first (the app module may log as it is imported), from the flags; the settings
+    # (file, environment) may change format and level once they are read.
+    setup = configure(args.log_format or "text", args.log_level or "INFO")
+    try:
+        return _serve_with(args, setup)
+    finally:
+        setup.remove()
+
+
+def _serve_with(args: argparse.Namespace, setup: LogSetup) -> int:
     overrides: dict[str, Any] = {}
     if args.gateway:
         overrides["gateway_host"], overrides["gateway_port"] = args.gateway
@@ -235,7 +252,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         overrides["replica_set"] = args.replica_set
     try:
         overrides.update(_cluster_overrides(args))
-        for flag in ("tracing", "trace_sampler", "trace_ratio"):
+        for flag in ("tracing", "trace_sampler", "trace_ratio", "log_format", "log_level",
+                     "access_log"):  # fmt: skip
             if getattr(args, flag) is not None:
                 overrides[flag] = getattr(args, flag)
         target = resolve_target(args.target)
@@ -249,6 +267,8 @@ def _run_serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError, ImportError) as exc:
         print(f"rony serve: {exc}", file=sys.stderr)
         return 2
+    s = edge.settings
+    setup.apply(fmt=s.log_format, level=s.log_level, server_id=s.server_id)
     data_dir = Path(edge.settings.data_dir)
     if data_dir.exists() and not data_dir.is_dir():
         print(
