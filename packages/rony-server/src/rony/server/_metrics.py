@@ -1,7 +1,9 @@
 """Request metrics of an Edge: counted on the hot path as plain ints, rendered at scrape.
 
-Status: the counting half (the dispatcher's RequestMetrics, read by the status page). The
-Prometheus exposition (a collector over these counts, /metrics) is not built yet (issue 16).
+The counting half: the dispatcher's :class:`RequestMetrics`, the gateway's
+:class:`GatewayCounters`, the Edge's :class:`RemoteCalls` (the store and the membership keep
+their own). ``rony.server._prometheus`` renders them for ``GET /metrics``; the status page
+reads them too.
 
 Theory of operation
 -------------------
@@ -24,14 +26,17 @@ a client sending random ids must not grow the series without bound.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from bisect import bisect_left
+from collections.abc import Coroutine
+from typing import Any
 
-from rony.core import Kind, RequestCtx, registry
+from rony.core import C_Error, Error, Kind, MessageEnvelope, RequestCtx, RonyError, registry
 
 from ._app import HandlerEntry
 
-__all__ = ["BUCKETS", "RequestMetrics", "RequestSeries"]
+__all__ = ["BUCKETS", "GatewayCounters", "RemoteCalls", "RequestMetrics", "RequestSeries"]
 
 BUCKETS: tuple[float, ...] = (
     0.0001, 0.0005, 0.001, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 2.0, 3.0, 5.0,
@@ -114,3 +119,89 @@ class RequestMetrics:
             requests += s.count
             errors += sum(s.errors.values())
         return requests, errors
+
+
+class GatewayCounters:
+    """What the gateway counts, as plain ints (each a single ``+=`` where it happens).
+
+    Messages are RPC/REST requests and replies: WebSocket data frames in and out (pushes
+    included), HTTP RPC and REST requests and responses; not the health, status or metrics
+    pages. Bytes are payload bytes (frame payloads, HTTP bodies), not framing or headers.
+    """
+
+    __slots__ = (
+        "conns_total",
+        "http_in",
+        "http_in_bytes",
+        "http_out",
+        "http_out_bytes",
+        "refused",
+        "ws_in",
+        "ws_in_bytes",
+        "ws_out",
+        "ws_out_bytes",
+    )
+
+    def __init__(self) -> None:
+        self.conns_total = 0  # TCP connections accepted
+        self.refused: dict[str, int] = {}  # reason -> connections (or upgrades) refused
+        self.ws_in = self.ws_in_bytes = self.ws_out = self.ws_out_bytes = 0
+        self.http_in = self.http_in_bytes = self.http_out = self.http_out_bytes = 0
+
+    def refuse(self, reason: str) -> None:
+        self.refused[reason] = self.refused.get(reason, 0) + 1
+
+
+class RemoteCalls:
+    """The Edge's calls to other nodes (``execute_remote``): outcomes and round-trip times.
+
+    Outcomes: ``ok``; the code of the Error the remote handler answered (``E05``, ...); the
+    code of the failure raised here (``E02`` unavailable, ``E06`` timeout); ``cancelled``.
+    The round trip (the whole call, its retries included) is recorded for answered calls
+    only: a timeout's duration is the timeout.
+    """
+
+    __slots__ = ("buckets", "outcomes", "sum")
+
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(BUCKETS) + 1)
+        self.sum = 0.0
+        self.outcomes: dict[str, int] = {}
+
+    async def timed(
+        self, call: Coroutine[Any, Any, list[MessageEnvelope]]
+    ) -> list[MessageEnvelope]:
+        """Await ``call`` (a ``call_remote``), counting its outcome and timing it."""
+        started = _monotonic()
+        try:
+            replies = await call
+        except asyncio.CancelledError:
+            self._count("cancelled")
+            raise
+        except RonyError as exc:
+            self._count(exc.code)
+            raise
+        except BaseException:
+            self._count("failed")
+            raise
+        elapsed = _monotonic() - started
+        self.sum += elapsed
+        self.buckets[bisect_left(BUCKETS, elapsed)] += 1
+        outcome = "ok"
+        for env in replies:
+            if env.Constructor == C_Error:
+                err = Error()
+                try:
+                    err.ParseFromString(env.Message)
+                    outcome = err.Code or "E00"
+                except Exception:
+                    outcome = "E00"
+                break
+        self._count(outcome)
+        return replies
+
+    def _count(self, outcome: str) -> None:
+        self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1
+
+
+_monotonic = time.monotonic
