@@ -52,7 +52,6 @@ if TYPE_CHECKING:
 __all__ = ["EdgeCollector", "MetricsEndpoint", "MetricsListener", "edge_registry"]
 
 
-
 def _bound(value: float) -> str:
     """A bucket bound as Prometheus writes it (``0.0001``, ``1.0``, ``+Inf``)."""
     text: str = _go_float(value)  # type: ignore[no-untyped-call]
@@ -210,10 +209,7 @@ class EdgeCollector(Collector):
             "whole group of writes).",
             counts.commits,
         )
-        buckets = [
-            (_bound(b), float(n))
-            for b, n in counts.commit_histogram
-        ]
+        buckets = [(_bound(b), float(n)) for b, n in counts.commit_histogram]
         yield HistogramMetricFamily(
             "rony_store_commit_duration_seconds",
             "Duration of the writer thread's commits (fsync included in durable mode).",
