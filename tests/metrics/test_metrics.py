@@ -443,3 +443,16 @@ async def test_each_edge_has_its_own_registry() -> None:
 def test_bad_settings_are_refused(kwargs: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         EdgeSettings(**kwargs)
+
+
+async def test_label_values_are_escaped_and_app_collectors_served() -> None:
+    from prometheus_client import Counter
+
+    odd = 'we"ird\\id\nx'
+    async with serve(app, server_id=odd) as edge:
+        assert edge.metrics_registry is not None
+        mine = Counter("myapp_things", "Things the app did.", registry=edge.metrics_registry)
+        mine.inc(3)
+        got = await scrape(edge.url)
+        assert got.get("rony_server_info", server_id=odd) == 1  # parsed back as it was
+        assert got.get("myapp_things_total") == 3

@@ -172,8 +172,9 @@ class Edge:
             builtins=_builtins(self),
         )
         # Metrics (rony.server._metrics, _prometheus): calls to other nodes; the registry
-        # /metrics renders (built by start() when metrics are on; an app may register its own
-        # collectors in it), the separate listener (metrics_listen) and when the node started.
+        # /metrics renders after the node's own metrics (built by start() when metrics are on:
+        # process and platform metrics, and any collector the app registers in it), the
+        # separate listener (metrics_listen) and when the node started.
         self.remote_calls = RemoteCalls()
         self.metrics_registry: CollectorRegistry | None = None
         self.metrics_listener: MetricsListener | None = None
@@ -337,13 +338,17 @@ class Edge:
         s = self.settings
         if not s.metrics:
             return None
-        from rony.server._prometheus import MetricsEndpoint, edge_registry
+        from rony.server._prometheus import EdgeCollector, MetricsEndpoint, edge_registry
 
-        self.metrics_registry = edge_registry(self)
+        self.metrics_registry = edge_registry()
         if s.metrics_path is None:
             return None
         return MetricsEndpoint(
-            self.metrics_registry, s.metrics_path, s.metrics_networks, s.trusted_proxies
+            EdgeCollector(self),
+            self.metrics_registry,
+            s.metrics_path,
+            s.metrics_networks,
+            s.trusted_proxies,
         )
 
     async def _start_metrics_listener(self, endpoint: MetricsEndpoint) -> None:
