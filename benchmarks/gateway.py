@@ -153,10 +153,10 @@ class Server:
             self.proc.wait()
 
 
-def rony_server(data_dir: str) -> Server:
+def rony_server(data_dir: str, *extra: str) -> Server:
     return Server(
         [sys.executable, "-m", "rony.server.cli", "serve", "examples.echo.app:app",
-         "--gateway", "127.0.0.1:0", "--data-dir", data_dir, "--log-level", "WARNING"]
+         "--gateway", "127.0.0.1:0", "--data-dir", data_dir, "--log-level", "WARNING", *extra]
     )  # fmt: skip
 
 
@@ -442,6 +442,57 @@ async def dispatch_us(number: int) -> tuple[float, float]:
     return ours, base
 
 
+# --- the cost of metrics -------------------------------------------------------------------------
+
+
+def metrics_cost(args: argparse.Namespace) -> None:
+    """``--metrics``: two rony nodes, metrics on (the default) and ``--no-metrics``, loaded in
+    turns as a figure and its baseline are (see the module's docstring). "Off" still has the
+    gateway's plain counters (always on: a few integer additions per message); it drops the
+    dispatcher's per-constructor series (a bucket search and a few additions per request)."""
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.clients} clients "
+          f"from {args.loaders} load processes, {args.seconds}s per side per round in turns "
+          f"of {args.block}s, median of {args.rounds} rounds", flush=True)  # fmt: skip
+    loaders = Loaders(args.loaders)
+    with tempfile.TemporaryDirectory() as tmp_on, tempfile.TemporaryDirectory() as tmp_off:
+        on = rony_server(tmp_on)
+        off = rony_server(tmp_off, "--no-metrics")
+        try:
+            rate: dict[str, list[float]] = {}
+            cpu: dict[str, list[float]] = {}
+            c, sec, blk = args.clients, args.seconds, args.block
+            for kind in ("ws", "http"):
+                if args.warmup > 0:
+                    for server in (on, off):
+                        loaders.run([(kind, server, True)], c, args.warmup, blk)
+            for rnd in range(args.rounds):
+                for kind in ("ws", "http"):
+                    sides = [(kind, on, True), (kind, off, True)]
+                    if rnd % 2:
+                        sides.reverse()
+                    results = dict(
+                        zip((s[1] for s in sides), loaders.run(sides, c, sec, blk), strict=True)
+                    )
+                    for name, server in ((f"{kind}_on", on), (f"{kind}_off", off)):
+                        rate.setdefault(name, []).append(results[server][0])
+                        cpu.setdefault(name, []).append(results[server][1])
+            med = statistics.median
+            for title, kind, goal in (
+                ("WS RPC, metrics on/off (calls/s)", "ws", ">= 0.95x"),
+                ("HTTP RPC, metrics on/off (calls/s)", "http", "info"),
+            ):
+                on_name, off_name = f"{kind}_on", f"{kind}_off"
+                line(title, med(rate[on_name]), med(rate[off_name]), "calls/s", goal,
+                     paired(rate[on_name], rate[off_name]))  # fmt: skip
+                line("  server CPU (µs/call)", med(cpu[on_name]), med(cpu[off_name]),
+                     "µs/call", "info: lower is better",
+                     paired(cpu[on_name], cpu[off_name]))  # fmt: skip
+        finally:
+            loaders.close()
+            on.stop()
+            off.stop()
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -484,7 +535,15 @@ def main() -> None:
         "--only", choices=("ws", "http", "grpc"), action="append",
         help="run only these socket figures (repeatable); skips dispatch and RSS",
     )  # fmt: skip
+    ap.add_argument(
+        "--metrics", action="store_true",
+        help="only the cost of metrics: WS and HTTP RPC, a node with metrics on vs one with "
+        "--no-metrics, in the same run (goal: WS RPC loses <= 5%%)",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.metrics:
+        metrics_cost(args)
+        return
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cpus, {args.clients} clients "
           f"from {args.loaders} load processes, {args.seconds}s per side per round in turns "
           f"of {args.block}s, median of {args.rounds} rounds", flush=True)  # fmt: skip

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -47,14 +48,17 @@ from rony.core.errors import RequestTimeoutError
 from rony.server._addrs import advertised_hosts, hostport, is_wildcard
 from rony.server._app import App, HandlerEntry
 from rony.server._dispatch import Dispatcher, DispatchSettings
+from rony.server._metrics import RemoteCalls
 from rony.server._remote import call_remote, reply_of, request_envelope, serve_tunnel
-from rony.server._settings import EdgeSettings
+from rony.server._settings import EdgeSettings, parse_hostport
 from rony.server._tracing import TracedStore, Tracing
 from rony.server.gateway import Gateway
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
+    from prometheus_client import CollectorRegistry
 
+    from rony.server._prometheus import MetricsEndpoint, MetricsListener
     from rony.server.cluster._ca import TLSFiles
     from rony.server.cluster._cluster import Cluster
     from rony.server.tunnel import Tunnel
@@ -163,10 +167,19 @@ class Edge:
                 handler_timeout=self.settings.handler_timeout,
                 json_enabled=self.settings.json_enabled,
                 access_log=self.settings.access_log,
+                metrics=self.settings.metrics,
             ),
             services=self,
             builtins=_builtins(self),
         )
+        # Metrics (rony.server._metrics, _prometheus): calls to other nodes; the registry
+        # /metrics renders after the node's own metrics (built by start() when metrics are on:
+        # process and platform metrics, and any collector the app registers in it), the
+        # separate listener (metrics_listen) and when the node started.
+        self.remote_calls = RemoteCalls()
+        self.metrics_registry: CollectorRegistry | None = None
+        self.metrics_listener: MetricsListener | None = None
+        self.started_at: float | None = None
         self._state = "new"
         self._start_lock: asyncio.Lock | None = None
         self._stop_task: asyncio.Task[None] | None = None
@@ -284,14 +297,20 @@ class Edge:
             self._state = "starting"
             self._terminated = asyncio.Event()
             s = self.settings
+            self.started_at = time.monotonic()
             try:
                 self._store = await _open_store(Path(s.data_dir))
                 self._start_tracing()
+                endpoint = self._metrics_endpoint()
                 for hook in self.app.startup_hooks:
                     await hook(self)
                 if serve_gateway:
                     self.gateway = Gateway(self.dispatcher, s)
+                    if s.metrics_listen is None:
+                        self.gateway.metrics = endpoint
                     await self.gateway.start()
+                if endpoint is not None and s.metrics_listen is not None:
+                    await self._start_metrics_listener(endpoint)
                 if s.tunnel_host is not None:
                     await self._start_tunnel()
                 if s.cluster_enabled:
@@ -314,6 +333,34 @@ class Edge:
             )
         else:
             log.info("rony node %s (app %r) started without a gateway", s.server_id, self.app.name)
+
+    def _metrics_endpoint(self) -> MetricsEndpoint | None:
+        """The registry and its ``GET metrics_path``, when metrics are on and served."""
+        s = self.settings
+        if not s.metrics:
+            return None
+        from rony.server._prometheus import EdgeCollector, MetricsEndpoint, edge_registry
+
+        self.metrics_registry = edge_registry()
+        if s.metrics_path is None:
+            return None
+        return MetricsEndpoint(
+            EdgeCollector(self),
+            self.metrics_registry,
+            s.metrics_path,
+            s.metrics_networks,
+            s.trusted_proxies,
+        )
+
+    async def _start_metrics_listener(self, endpoint: MetricsEndpoint) -> None:
+        from rony.server._prometheus import MetricsListener
+
+        assert self.settings.metrics_listen is not None
+        host, port = parse_hostport(self.settings.metrics_listen)
+        self.metrics_listener = MetricsListener(endpoint, host, port)
+        bound = await self.metrics_listener.start()
+        log.info("metrics: node %s serves http://%s%s", self.server_id, hostport(*bound),
+                 endpoint.path)  # fmt: skip
 
     def _start_tracing(self) -> None:
         """Tracing is decided once, here: off, or no SDK installed, costs nothing later."""
@@ -442,7 +489,7 @@ class Edge:
                 raise RequestTimeoutError("TUNNEL", "the request's handler_timeout has passed")
             limit = min(limit, left)
         env = request_envelope(constructor, message, header)
-        replies = await call_remote(
+        call = call_remote(
             self,
             replica_set,
             env,
@@ -452,6 +499,7 @@ class Edge:
             server_id=server_id,
             store=store,
         )
+        replies = await self.remote_calls.timed(call)  # (outcome, round trip: _metrics)
         return reply_of(replies, response_class)
 
     async def cluster_edges(
@@ -488,6 +536,11 @@ class Edge:
                     await self.gateway.stop(0.1)
                 except Exception:
                     log.exception("failed start: stopping the gateway failed")
+            if self.metrics_listener is not None:
+                try:
+                    await self.metrics_listener.stop()
+                except Exception:
+                    log.exception("failed start: stopping the metrics listener failed")
         finally:  # also when cancelled: the store's LMDB env and threads must not leak
             if self._store is not None:
                 try:
@@ -541,6 +594,11 @@ class Edge:
                     await self.tunnel.stop()
                 except Exception:
                     log.exception("stopping the tunnel failed")
+            if self.metrics_listener is not None:
+                try:
+                    await self.metrics_listener.stop()
+                except Exception:
+                    log.exception("stopping the metrics listener failed")
             for hook in self.app.shutdown_hooks:
                 try:
                     await hook(self)

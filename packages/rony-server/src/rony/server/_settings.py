@@ -115,6 +115,15 @@ class EdgeSettings:
     access_log              False         one INFO line per request on
                                           ``rony.server.access`` (kind, method, outcome,
                                           duration, client address; ``--access-log``)
+    metrics                 True          count requests per constructor (Prometheus, the
+                                          status page's rates); False = no counting and no
+                                          ``/metrics``
+    metrics_path            ``/metrics``  GET: Prometheus text exposition on the gateway
+                                          port; None = not on the gateway
+    metrics_listen          None          ``HOST:PORT`` of a listener of its own serving
+                                          ``metrics_path`` only (``--metrics HOST:PORT``)
+    metrics_networks        loopback and  client addresses (IPs or CIDRs) metrics are
+                            private nets  served to; others get 403
     ======================  ============  ===================================================
     """
 
@@ -161,11 +170,18 @@ class EdgeSettings:
     log_format: str = "text"
     log_level: str = "INFO"
     access_log: bool = False
+    metrics: bool = True
+    metrics_path: str | None = "/metrics"
+    metrics_listen: str | None = None
+    metrics_networks: tuple[str, ...] = (
+        "127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         self.advertised_addrs = tuple(self.advertised_addrs)
         self.trusted_proxies = tuple(self.trusted_proxies)
         self.status_networks = tuple(self.status_networks)
+        self.metrics_networks = tuple(self.metrics_networks)
         self.cors_origins = tuple(self.cors_origins)
         self.join = tuple(self.join)
         positive = (
@@ -200,6 +216,7 @@ class EdgeSettings:
         for p in self.trusted_proxies:
             ipaddress.ip_network(p, strict=False)  # raises ValueError naming the bad entry
         self._check_status_path()
+        self._check_metrics()
         self._check_cluster()
         if self.trace_sampler not in TRACE_SAMPLERS:
             names = ", ".join(TRACE_SAMPLERS)
@@ -229,6 +246,32 @@ class EdgeSettings:
             )
         if self.health_path in (path, status_json_path(path)):
             raise ValueError(f"EdgeSettings.status_path {path!r} collides with health_path")
+
+    def _check_metrics(self) -> None:
+        for net in self.metrics_networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"EdgeSettings.metrics_networks: {exc}") from None
+        if self.metrics_listen is not None:
+            try:
+                parse_hostport(self.metrics_listen)
+            except ValueError as exc:
+                raise ValueError(f"EdgeSettings.metrics_listen: {exc}") from None
+        path = self.metrics_path
+        if path is None:
+            if self.metrics_listen is not None:
+                raise ValueError("EdgeSettings.metrics_listen needs a metrics_path to serve")
+            return
+        if not path.startswith("/"):
+            raise ValueError(
+                f"EdgeSettings.metrics_path must start with '/' (or be None), got {path!r}"
+            )
+        taken = {self.health_path}
+        if self.status_path is not None:
+            taken |= {self.status_path, status_json_path(self.status_path)}
+        if self.metrics_listen is None and path in taken:
+            raise ValueError(f"EdgeSettings.metrics_path {path!r} collides with another path")
 
     def _check_cluster(self) -> None:
         for name in ("gossip_port", "tunnel_port"):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rony.server._addrs import hostport
 from rony.server._app import App
 from rony.server._edge import Edge
 from rony.server._settings import load_settings, parse_hostport
@@ -173,6 +174,19 @@ def _configure_serve(p: argparse.ArgumentParser) -> None:
         metavar="R",
         help="share of root requests sampled, 0..1 (default 1.0)",
     )
+    m = p.add_argument_group("metrics (Prometheus; default: GET /metrics on the gateway port)")
+    m.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        type=_hostport,
+        help="serve /metrics on a listener of its own instead of the gateway port",
+    )
+    m.add_argument(
+        "--no-metrics",
+        dest="metrics_off",
+        action="store_true",
+        help="count no request metrics and serve no /metrics",
+    )
 
 
 def _ratio(text: str) -> float:
@@ -256,6 +270,10 @@ def _serve_with(args: argparse.Namespace, setup: LogSetup) -> int:
                      "access_log"):  # fmt: skip
             if getattr(args, flag) is not None:
                 overrides[flag] = getattr(args, flag)
+        if args.metrics is not None:
+            overrides["metrics_listen"] = hostport(*args.metrics)
+        if args.metrics_off:
+            overrides["metrics"] = False
         target = resolve_target(args.target)
         if isinstance(target, Edge):
             settings = load_settings(

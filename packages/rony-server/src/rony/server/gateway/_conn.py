@@ -21,6 +21,7 @@ from aiohttp import WSCloseCode, web
 from rony.core import MessageEnvelope, encode_envelope_json, loop_clock
 from rony.core.errors import RonyError
 from rony.server._dispatch import error_envelope
+from rony.server._metrics import GatewayCounters
 
 __all__ = [
     "RECEIVE",
@@ -219,6 +220,7 @@ class WSConn(_Values):
         "clock",
         "close_task",
         "context",
+        "counters",
         "ended",
         "feed_blocked",
         "feed_queue",
@@ -250,8 +252,11 @@ class WSConn(_Values):
         queue_size: int,
         *,
         compress: bool = False,
+        counters: GatewayCounters | None = None,
     ) -> None:
         super().__init__(conn_id, values)
+        # Frames and bytes sent (the gateway's counters, shared by its conns).
+        self.counters = counters if counters is not None else GatewayCounters()
         self.client_ip = client_ip
         self.ws = ws
         self.request = request
@@ -300,6 +305,11 @@ class WSConn(_Values):
     def closed(self) -> bool:
         return self._closing
 
+    @property
+    def queued(self) -> int:
+        """Frames waiting in the write queue now."""
+        return len(self._queue)
+
     # --- Conn ---------------------------------------------------------------------------------
 
     def send(self, env: MessageEnvelope) -> None:
@@ -317,6 +327,9 @@ class WSConn(_Values):
                 and not (transport := writer.transport).is_closing()
             ):
                 n = len(frame)
+                c = self.counters
+                c.ws_out += 1
+                c.ws_out_bytes += n
                 if n < 126:
                     transport.write(_BINARY_HEADERS[n] + frame)
                 elif n < 65536:
@@ -326,6 +339,9 @@ class WSConn(_Values):
                     transport.write(frame)
                 self.last_activity = self.clock()
                 return
+            c = self.counters
+            c.ws_out += 1
+            c.ws_out_bytes += len(frame)
             self._write_now(frame)  # _enqueue's fast path, one call fewer per reply
             return
         self._enqueue(frame)
@@ -349,6 +365,9 @@ class WSConn(_Values):
     def _enqueue(self, frame: bytes | str) -> None:
         if self._closing:
             return  # the client is gone; a late reply or push is dropped
+        c = self.counters
+        c.ws_out += 1
+        c.ws_out_bytes += len(frame) if isinstance(frame, bytes) else len(frame.encode())
         if self._direct and not self._queue and self._blocked is None:
             self._write_now(frame)
             return

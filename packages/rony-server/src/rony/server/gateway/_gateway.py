@@ -60,7 +60,7 @@ import time
 from asyncio.tasks import _enter_task, _leave_task  # (see the workers' comment in Gateway)
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import WSCloseCode, WSMsgType, hdrs, web
 from aiohttp.web_protocol import RequestHandler
@@ -86,6 +86,7 @@ from rony.core.errors import (
 )
 from rony.server._app import RestRoute
 from rony.server._dispatch import Dispatcher, error_envelope
+from rony.server._metrics import GatewayCounters
 from rony.server._settings import EdgeSettings
 from rony.server.gateway._conn import (
     CLOSE_TIMEOUT,
@@ -114,6 +115,9 @@ from rony.server.gateway._rest import (
 )
 from rony.server.gateway._status import StatusPage
 
+if TYPE_CHECKING:
+    from rony.server._prometheus import MetricsEndpoint
+
 __all__ = ["Gateway"]
 
 log = logging.getLogger("rony.server")
@@ -136,13 +140,17 @@ class _BodyTooLarge(Exception):
 
 
 class _Server(web.Server):
-    """aiohttp's low-level server, counting open TCP connections for ``max_connections``."""
+    """aiohttp's low-level server, counting open TCP connections for ``max_connections``
+    (and those accepted, for metrics)."""
 
     open_connections = 0
+    counters: GatewayCounters | None = None
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
         self.open_connections += 1
+        if self.counters is not None:
+            self.counters.conns_total += 1
 
     def connection_lost(self, handler: RequestHandler, exc: BaseException | None = None) -> None:
         super().connection_lost(handler, exc)
@@ -158,6 +166,10 @@ class Gateway:
         self.router = RestRouter(dispatcher.app.routes)
         self._rest_methods = frozenset(r.method.upper() for r in dispatcher.app.routes)
         self.ws_conns: dict[int, WSConn] = {}
+        # Connections, messages and bytes, as plain ints (read by /metrics and the status page).
+        self.counters = GatewayCounters()
+        # GET metrics_path (rony.server._prometheus): set by the Edge when it serves metrics here.
+        self.metrics: MetricsEndpoint | None = None
         self.address: tuple[str, int] = (settings.gateway_host, settings.gateway_port)
         self._trusted = parse_networks(settings.trusted_proxies)
         self._cors_plain: Mapping[str, str] = MappingProxyType(
@@ -196,6 +208,7 @@ class Gateway:
             access_log=None,
             max_field_size=16 * 1024,
         )
+        self._server.counters = self.counters
         self._runner = web.ServerRunner(self._server, shutdown_timeout=CLOSE_TIMEOUT)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, s.gateway_host, s.gateway_port, backlog=2048)
@@ -209,6 +222,11 @@ class Gateway:
     @property
     def stopping(self) -> bool:
         return self._stopping
+
+    @property
+    def open_connections(self) -> int:
+        """TCP connections open now (WebSocket and HTTP)."""
+        return self._server.open_connections if self._server is not None else 0
 
     async def stop(self, grace: float) -> None:
         if self._runner is None or self._stopping:
@@ -282,6 +300,7 @@ class Gateway:
         server = self._server
         assert server is not None
         if server.open_connections > s.max_connections:
+            self.counters.refuse("max_connections")
             resp = self._envelope_response(
                 error_envelope(BusyError("SERVER", "too many connections")), False, cors
             )
@@ -308,7 +327,11 @@ class Gateway:
         status_page = self._status
         if status_page is not None and method == "GET" and request.path in status_page.paths:
             return status_page.respond(request)  # (while stopping too: it says so)
+        metrics = self.metrics
+        if metrics is not None and method == "GET" and request.path == metrics.path:
+            return metrics.respond(request)  # (while stopping too)
         if self._stopping:
+            self.counters.refuse("stopping")
             resp = self._envelope_response(
                 error_envelope(BusyError("SERVER", "the server is shutting down")), False, cors
             )
@@ -446,10 +469,10 @@ class Gateway:
             err = MalformedError("REQUEST", f"body over {self.settings.max_message_size} bytes")
             resp = self._envelope_response(error_envelope(err), json, cors, status=413)
             resp.force_close()
-            return resp
+            return self._http_out(resp, 0)
         if not body:
             err = MalformedError("REQUEST", "empty body: POST one MessageEnvelope")
-            return self._envelope_response(error_envelope(err), json, cors)
+            return self._http_out(self._envelope_response(error_envelope(err), json, cors), 0)
         conn = HttpConn(next(self._conn_ids), self, request)
         self._begin()
         try:
@@ -467,16 +490,29 @@ class Gateway:
                 )
         finally:
             self._end()
+        size = len(body)
         if not replies:
-            return web.Response(status=204, headers=cors)
+            return self._http_out(web.Response(status=204, headers=cors), size)
         if len(replies) == 1:
             only = replies[0]
             if type(only) is bytes and not only.startswith(_ERROR_HEAD):
-                return self._body_response(only, PROTOBUF, cors)
+                return self._http_out(self._body_response(only, PROTOBUF, cors), size)
         envs = [MessageEnvelope.FromString(r) if type(r) is bytes else r for r in replies]
         if len(envs) == 1:
-            return self._envelope_response(envs[0], json, cors)
-        return self._envelope_response(container_envelope(envs), json, cors, status=200)
+            return self._http_out(self._envelope_response(envs[0], json, cors), size)
+        resp = self._envelope_response(container_envelope(envs), json, cors, status=200)
+        return self._http_out(resp, size)
+
+    def _http_out(self, resp: web.Response, size: int) -> web.Response:
+        """Count an HTTP RPC or REST exchange: a request of ``size`` body bytes, ``resp``."""
+        c = self.counters
+        c.http_in += 1
+        c.http_in_bytes += size
+        c.http_out += 1
+        body = resp.body
+        if type(body) is bytes:
+            c.http_out_bytes += len(body)
+        return resp
 
     # --- REST ---------------------------------------------------------------------------------
 
@@ -494,6 +530,7 @@ class Gateway:
                 body = await self._read_body(request)
         except _BodyTooLarge:
             out = too_large_response(self.settings.max_message_size)
+            body = b""
         else:
             conn = HttpConn(next(self._conn_ids), self, request, params)
             query = query_values(request.query.items())
@@ -523,7 +560,7 @@ class Gateway:
         resp = web.Response(body=out.body, status=out.status, headers={**cors, **out.headers})
         if out.status == 413:
             resp.force_close()
-        return resp
+        return self._http_out(resp, len(body))
 
     # --- WebSocket ----------------------------------------------------------------------------
 
@@ -532,6 +569,7 @@ class Gateway:
     ) -> web.StreamResponse:
         s = self.settings
         if self._stopping:
+            self.counters.refuse("stopping")
             return web.Response(status=503, text="the server is shutting down", headers=cors)
         if (
             hdrs.UPGRADE not in request.headers
@@ -562,6 +600,7 @@ class Gateway:
         try:
             await ws.prepare(request)
         except web.HTTPException as exc:
+            self.counters.refuse("handshake")
             return web.Response(status=exc.status, text=exc.text or exc.reason, headers=cors)
         task = asyncio.current_task()
         assert task is not None
@@ -574,9 +613,11 @@ class Gateway:
             request,
             s.write_queue_size,
             compress=s.ws_compress,
+            counters=self.counters,
         )
         app = self.dispatcher.app
         if app.connect_hooks and not await self._connected(conn, app.connect_hooks):
+            self.counters.refuse("connect_hook")
             await ws.close(code=WSCloseCode.INTERNAL_ERROR, message=b"connect hook failed")
             return ws
         self.ws_conns[conn.conn_id] = conn
@@ -749,6 +790,7 @@ class Gateway:
         dispatcher = self.dispatcher
         send, send_text = conn.send, conn.send_text
         max_inflight = self.settings.max_inflight_per_conn
+        counters = self.counters
         receive_once = False
         while not conn.reader_done:
             if conn.handoffs:
@@ -798,6 +840,8 @@ class Gateway:
                 return None
             data: bytes = msg.data
             conn.last_activity = now = loop.time()
+            counters.ws_in += 1
+            counters.ws_in_bytes += len(data)
             if self._stopping:
                 self._refuse(conn, data, is_json)
                 continue
@@ -886,6 +930,7 @@ class Gateway:
         buffer = queue._buffer
         dispatch = self.dispatcher.dispatch_frame
         max_inflight = self.settings.max_inflight_per_conn
+        counters = self.counters
         while conn.feeding:
             if not buffer:
                 if queue.is_eof() or queue.exception() is not None:  # (_queue_ended, inlined)
@@ -913,6 +958,8 @@ class Gateway:
                 read.close()
                 raise RuntimeError("aiohttp's WebSocket queue had no message")
             conn.last_activity = now = conn.clock()
+            counters.ws_in += 1
+            counters.ws_in_bytes += len(data)
             if self._stopping:
                 self._refuse(conn, data, is_json)
                 continue

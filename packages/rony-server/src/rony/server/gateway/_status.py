@@ -78,7 +78,8 @@ _HEADERS = {
 Networks = tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
 
 
-def _allowed(ip_text: str, networks: Networks) -> bool:
+def allowed(ip_text: str, networks: Networks) -> bool:
+    """Whether a client's IP (text) is in ``networks`` (also read by /metrics)."""
     try:
         ip = ipaddress.ip_address(ip_text)
     except ValueError:
@@ -127,7 +128,7 @@ class StatusPage:
 
     def respond(self, request: web.BaseRequest) -> web.Response:
         client = self._gateway.request_ip(request)
-        if not _allowed(client, self._networks):
+        if not allowed(client, self._networks):
             return web.Response(
                 status=403,
                 text=f"the status page is served to status_networks only, not to {client}\n",
@@ -187,22 +188,17 @@ class StatusPage:
 
     def _connections(self) -> dict[str, int | None]:
         gateway = self._gateway
-        open_now = getattr(gateway, "open_connections", None)
-        if open_now is None:  # (until the metrics work gives the gateway this property)
-            server = getattr(gateway, "_server", None)
-            open_now = server.open_connections if server is not None else 0
+        open_now = gateway.open_connections
         ws = len(gateway.ws_conns)
-        counters = getattr(gateway, "counters", None)
         return {
-            "open": int(open_now),
+            "open": open_now,
             "websocket": ws,
             "http": max(0, open_now - ws),
-            # None: not counted (metrics off, or a gateway without counters)
-            "accepted_total": getattr(counters, "conns_total", None),
+            "accepted_total": gateway.counters.conns_total,
         }
 
     def _requests(self, now: float) -> dict[str, Any] | None:
-        metrics = getattr(self._gateway.dispatcher, "metrics", None)
+        metrics = self._gateway.dispatcher.metrics
         if metrics is None:
             return None  # counting is off (EdgeSettings.metrics)
         requests, errors = metrics.totals()
