@@ -83,9 +83,27 @@ class NetnsLab:
 
     @staticmethod
     def loss_available() -> str | None:
-        """None when packet loss can be injected (netem or iptables); else why not."""
-        if shutil.which("tc") is None and shutil.which("iptables") is None:
-            return "neither tc (netem) nor iptables is installed"
+        """None when packet loss can be injected (netem, or iptables); else why not."""
+        if shutil.which("iptables") is not None:
+            return None
+        probe = f"ronyt-probe-{secrets.token_hex(4)}"
+        if _ip("netns", "add", probe, check=False).returncode != 0:
+            return "`ip netns add` fails here"
+        try:
+            netem = subprocess.run(
+                ["ip", "netns", "exec", probe, "tc", "qdisc", "add", "dev", "lo", "root",
+                 "netem", "loss", "1%"],
+                capture_output=True, text=True, timeout=20,
+            )  # fmt: skip
+        except FileNotFoundError:
+            return "no tc (iproute2) and no iptables"
+        finally:
+            _ip("netns", "del", probe, check=False)
+        if netem.returncode != 0:
+            return (
+                f"this kernel has no netem ({netem.stderr.strip()}) and iptables is not "
+                "installed (apt-get install iptables: its statistic match drops at random)"
+            )
         return None
 
     def _add_ns(self, ns: str) -> None:
