@@ -1,9 +1,9 @@
-"""``python -m tests.reliability._clockshift serve ...``: ``rony serve`` with a wall clock that
-the test moves while the node runs.
+"""``python -m tests.reliability._clockshift serve ... --clock-file FILE``: ``rony serve`` with
+a wall clock that the test moves while the node runs.
 
 What is shifted: ``time.time`` and ``time.time_ns`` (every wall-clock read of rony's Python
 code: the gossip incarnation, store TTLs, the status page's ``time``), by the seconds written
-in the file ``RONY_TEST_CLOCK_FILE``, read again on SIGUSR1 and at start.
+in ``FILE``, read at start and again on SIGUSR1.
 
 What is not: the monotonic clock (``time.monotonic``, the event loop's ``loop.time()``), which
 the gossip's timers run on and which a wall-clock jump does not move on a real host either;
@@ -20,7 +20,6 @@ between the two reads, microseconds apart.
 
 from __future__ import annotations
 
-import os
 import signal
 import sys
 import time
@@ -30,11 +29,12 @@ from types import FrameType
 _real_time = time.time
 _real_time_ns = time.time_ns
 _offset = 0.0
+_clock_file = ""
 
 
 def _load(signum: int = 0, frame: FrameType | None = None) -> None:
     global _offset
-    with open(os.environ["RONY_TEST_CLOCK_FILE"]) as fh:
+    with open(_clock_file) as fh:
         _offset = float(fh.read().strip() or 0)
     print(f"clockshift: wall clock offset {_offset:+.0f} s", file=sys.stderr, flush=True)
 
@@ -48,6 +48,11 @@ def _time_ns() -> int:
 
 
 def main() -> int:
+    global _clock_file
+    args = sys.argv[1:]
+    at = args.index("--clock-file")
+    _clock_file = args[at + 1]
+    del args[at : at + 2]
     _load()
     signal.signal(signal.SIGUSR1, _load)
     time.time = _time  # before rony is imported: modules that bind time.time get this one
@@ -57,7 +62,7 @@ def main() -> int:
     grpc.aio._utils.time = types.SimpleNamespace(time=_real_time)
     from rony.server.cli import main as rony_main
 
-    return rony_main(sys.argv[1:])
+    return rony_main(args)
 
 
 if __name__ == "__main__":

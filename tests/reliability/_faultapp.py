@@ -16,7 +16,8 @@ from tests.tunnel import _tunnelapp
 
 C_Put: Final = method_id("Faults", "Put")  # KeyValue(k, v) -> KeyValue(server id, k), stored
 C_Get: Final = method_id("Faults", "Get")  # KeyValue(k) -> KeyValue(server id, value or "")
-# KeyValue(k, v) -> a Put on a member of replica set 2 through the tunnel (tried on 2 members)
+# KeyValue(k, v) -> a Put on a member of replica set 2 through the tunnel (tried on 2 members,
+# each for remote_timeout)
 C_ForwardPut: Final = method_id("Faults", "ForwardPut")
 
 
@@ -34,7 +35,7 @@ async def get(ctx: RequestCtx) -> None:
 
 async def forward_put(ctx: RequestCtx) -> None:
     req = ctx.message(KeyValue)
-    ctx.push_message(await ctx.try_execute_remote(2, 0.0, 2, C_Put, req, KeyValue, timeout=5))
+    ctx.push_message(await ctx.try_execute_remote(2, 0.0, 2, C_Put, req, KeyValue))
 
 
 app = App("faults")

@@ -15,7 +15,6 @@ one.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import threading
 import time
@@ -52,11 +51,14 @@ TYPED = (RonyError, ClientError)  # what a client may see: the server's Error, o
 
 
 def write_config(folder: Path, gossip: dict[str, float] | None) -> list[str]:
-    """``--config FILE`` arguments setting ``gossip`` (None: the LAN defaults, no file)."""
+    """``--config FILE`` arguments setting ``gossip`` (None: the LAN defaults, no file). With
+    the fast gossip, calls to other nodes time out after 2 s (``remote_timeout``, 5 s by
+    default): a call to a peer killed a moment ago is given up on sooner."""
     if not gossip:
         return []
     path = folder / "gossip.toml"
-    lines = ["[rony.gossip_config]", *(f"{k} = {v}" for k, v in gossip.items())]
+    lines = ["[rony]", "remote_timeout = 2.0", "[rony.gossip_config]"]
+    lines += [f"{k} = {v}" for k, v in gossip.items()]
     path.write_text("\n".join(lines) + "\n")
     return ["--config", str(path)]
 
@@ -455,13 +457,13 @@ def clock_jump(
     extra = write_config(workdir, FAST_GOSSIP)
     clock = workdir / "clock"
     clock.write_text("0")
-    os.environ["RONY_TEST_CLOCK_FILE"] = str(clock)  # the child inherits it
     figures: dict[str, Any] = {"jumps": [], "suspect_polls": [], "restart_back_s": None}
-    shifted = {"launcher": "tests.reliability._clockshift"}
+    shifted_extra = [*extra, "--clock-file", str(clock)]
+    shifted = {"launcher": "tests.reliability._clockshift", "extra": shifted_extra}
     try:
         seed = procs.start("n0", extra=extra, app=APP).wait_ready()
         procs.start("n1", seed=seed, extra=extra, app=APP).wait_ready()
-        procs.start("n2", seed=seed, extra=extra, app=APP, **shifted).wait_ready()
+        procs.start("n2", seed=seed, app=APP, **shifted).wait_ready()
         wait_for(lambda: _all_converged(procs, names), 60, "the three to see each other")
         n2 = procs.nodes["n2"]
         offset = 0.0
@@ -509,7 +511,7 @@ def clock_jump(
         clock.write_text(str(-86400.0))
         procs.nodes["n2"].stop()
         started = time.monotonic()
-        procs.start("n2", seed=seed, extra=extra, app=APP, **shifted).wait_ready()
+        procs.start("n2", seed=seed, app=APP, **shifted).wait_ready()
         wait_for(lambda: _all_converged(procs, names), 60, "n2, restarted a day behind, to be back")
         figures["restart_back_s"] = time.monotonic() - started
         with urllib.request.urlopen(f"{seed.url}/status.json", timeout=2) as r:
@@ -522,7 +524,6 @@ def clock_jump(
         assert now[0] > incarnations[0], figures["incarnations"]
         return figures
     finally:
-        os.environ.pop("RONY_TEST_CLOCK_FILE", None)
         procs.close()
 
 

@@ -63,7 +63,7 @@ def test_tunnel_peer_killed_under_load(tmp_path: Path) -> None:
 
 
 def test_a_wall_clock_jump_changes_nothing(tmp_path: Path) -> None:
-    figures = _faults.clock_jump(tmp_path, hold=3.0)
+    figures = _faults.clock_jump(tmp_path, hold=2.0)
     assert figures["jumps"] == [3600.0, -7200.0]
 
 
