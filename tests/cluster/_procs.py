@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from rony.client import Client, ClientSettings
@@ -56,12 +56,17 @@ class Node:
         extra: Iterable[str] = (),
         app: str = APP,
         tunnel: bool = False,
+        wrap: Sequence[str] = (),
+        launcher: str = "rony.server.cli",
     ) -> None:
+        # ``wrap``: a command the node runs under (``ip netns exec NS``); ``launcher``: the
+        # module run with ``-m`` (one that sets something up, then runs rony.server.cli)
         self.name = name
         args = [
+            *wrap,
             sys.executable,
             "-m",
-            "rony.server.cli",
+            launcher,
             "serve",
             app,
             "--gateway",
