@@ -101,6 +101,7 @@ from rony.server.gateway._cors import (
     parse_networks,
     preflight_headers,
 )
+from rony.server.gateway._http import HeadTimedHandler
 from rony.server.gateway._rest import (
     JSON,
     PROTOBUF,
@@ -136,9 +137,16 @@ class _BodyTooLarge(Exception):
 
 
 class _Server(web.Server):
-    """aiohttp's low-level server, counting open TCP connections for ``max_connections``."""
+    """aiohttp's low-level server, counting open TCP connections for ``max_connections``; its
+    connections time each request's head (``header_timeout``: ``_http.py``)."""
 
     open_connections = 0
+    header_timeout = 10.0
+
+    def __call__(self) -> RequestHandler:
+        return HeadTimedHandler(
+            self, loop=self._loop, header_timeout=self.header_timeout, **self._kwargs
+        )
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
@@ -196,6 +204,7 @@ class Gateway:
             access_log=None,
             max_field_size=16 * 1024,
         )
+        self._server.header_timeout = s.header_timeout
         self._runner = web.ServerRunner(self._server, shutdown_timeout=CLOSE_TIMEOUT)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, s.gateway_host, s.gateway_port, backlog=2048)
@@ -798,6 +807,9 @@ class Gateway:
                 return None
             data: bytes = msg.data
             conn.last_activity = now = loop.time()
+            if is_json and not _valid_text(conn, data):
+                self._reading_over(conn)
+                return None
             if self._stopping:
                 self._refuse(conn, data, is_json)
                 continue
@@ -913,6 +925,8 @@ class Gateway:
                 read.close()
                 raise RuntimeError("aiohttp's WebSocket queue had no message")
             conn.last_activity = now = conn.clock()
+            if is_json and not _valid_text(conn, data):
+                return  # (close_soon stopped the feed)
             if self._stopping:
                 self._refuse(conn, data, is_json)
                 continue
@@ -1066,6 +1080,19 @@ class _FeedParser:
     def detach(self) -> None:
         """Forward only, from now on (and drop the references: protocol -> conn)."""
         self._gateway = self._conn = None
+
+
+def _valid_text(conn: WSConn, data: bytes) -> bool:
+    """RFC 6455 §8.1: a text message that is not UTF-8 fails the connection with 1007. aiohttp
+    is asked for raw bytes (``decode_text=False``: the JSON codec reads bytes, and Python's
+    ``json.loads`` of bytes lets lone surrogates through), so the check is ours."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        log.info("conn %s: text message is not UTF-8; closing with 1007", conn.conn_id)
+        conn.close_soon(WSCloseCode.INVALID_TEXT, "invalid UTF-8 text message")
+        return False
+    return True
 
 
 def _wake_reader(conn: WSConn) -> None:

@@ -1,0 +1,166 @@
+"""Clients that hold a node's resources: a WebSocket reader that never reads (cut off by
+``write_queue_size``, the node's memory does not grow with it) and a slowloris HTTP client
+(cut off by ``header_timeout``). Both against a real ``rony serve`` process, whose other
+clients keep being served."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rony.client import Client, ClientSettings
+from rony.core import Ping, Pong, envelope
+from tests.reliability._app import C_Blob, C_Echo
+from tests.reliability._node import ServeProcess, wait_until
+from tests.reliability._ws import BINARY, CLOSE, RawWS, frame
+
+pytestmark = pytest.mark.slow
+
+WRITE_QUEUE = 64
+BLOB = 16 * 1024  # bytes of one reply to the reader that never reads
+HEADER_TIMEOUT = 0.5
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
+    data: Path = tmp_path_factory.mktemp("slow")
+    settings = {"write_queue_size": WRITE_QUEUE, "header_timeout": HEADER_TIMEOUT}
+    with ServeProcess(data, settings=settings) as proc:
+        yield proc
+
+
+def _served(node: ServeProcess) -> None:
+    settings = ClientSettings(request_timeout=5.0, max_retries=0)
+    with Client(node.url, settings=settings) as c:
+        assert c.call(C_Echo, Ping(ID=5), Pong) == Pong(ID=5)
+
+
+async def _never_reads(node: ServeProcess, requests: int) -> tuple[int | None, int]:
+    """A WebSocket that asks for ``requests`` blobs and reads none of them (its receive
+    buffer made small); then reads what is there: the close code, or None, and the replies
+    that reached it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", node.port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    ws = await RawWS.connect_on(reader, writer, "127.0.0.1", node.port)
+    try:
+        for i in range(1, requests + 1):
+            req = envelope(Ping(ID=BLOB), i, constructor=C_Blob).SerializeToString()
+            ws.send(frame(BINARY, req))
+            if i % 64 == 0:
+                try:
+                    async with asyncio.timeout(5):
+                        await writer.drain()
+                except (ConnectionError, TimeoutError):
+                    break  # the node stopped reading us, or cut us off: both fine here
+        # Now read: replies until the close frame (or the end of the stream).
+        replies = 0
+        code = None
+        try:
+            while True:
+                f = await ws.read_frame(within=10)
+                if f.opcode == CLOSE:
+                    code = f.close_code
+                    break
+                replies += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        return code, replies
+    finally:
+        await ws.aclose()
+
+
+def test_reader_that_never_reads_is_cut_off_without_the_node_growing(node: ServeProcess) -> None:
+    _served(node)
+    before = node.rss()
+    # Far more than the socket buffers and the write queue hold: 4,000 x 16 KiB = 64 MiB.
+    code, replies = asyncio.run(_never_reads(node, 4000))
+    assert code == 1008, (code, replies)  # policy violation: the write queue overflowed
+    assert replies < 4000
+    grown = node.rss() - before
+    # The queue holds WRITE_QUEUE replies (1 MiB here) plus the kernel's socket buffer:
+    # far under the 64 MiB the client asked for.
+    assert grown < 16 * 1024 * 1024, grown
+    print(f"\nslow reader: cut off with {code} after {replies} replies; node RSS +{grown >> 10} KiB")
+    _served(node)
+
+
+def _slowloris(port: int, gap: float) -> tuple[float, bytes]:
+    """Send a request head one byte every ``gap`` seconds; when the node gives up, the
+    seconds it took and what it answered."""
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 200 + b"\r\n\r\n"
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.settimeout(gap)
+        for b in head:
+            try:
+                s.sendall(bytes([b]))
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            try:
+                got = s.recv(4096)
+            except TimeoutError:
+                continue
+            return time.monotonic() - start, got + _rest(s)
+    return time.monotonic() - start, b""
+
+
+def _rest(s: socket.socket) -> bytes:
+    out = b""
+    s.settimeout(5)
+    while chunk := s.recv(4096):
+        out += chunk
+    return out
+
+
+def test_slowloris_head_is_cut_off_by_header_timeout(node: ServeProcess) -> None:
+    took, answer = _slowloris(node.port, 0.05)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    # Cut off at header_timeout (the head would need ~11 s at this pace), not idle_timeout.
+    assert HEADER_TIMEOUT <= took < HEADER_TIMEOUT + 5, took
+    _served(node)
+
+
+def test_slow_head_on_a_kept_alive_connection_is_cut_off(node: ServeProcess) -> None:
+    """The second request of a kept-alive connection is timed from its own first byte."""
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = s.recv(4096)
+        assert first.startswith(b"HTTP/1.1 200 "), first
+        # Idle for longer than header_timeout between requests: allowed (idle_timeout).
+        time.sleep(HEADER_TIMEOUT * 2)  # the idleness under test, not a synchronisation
+        s.sendall(b"GET /healthz HTTP/1.1\r\n")
+        start = time.monotonic()
+        s.settimeout(HEADER_TIMEOUT + 5)
+        answer = _rest(s)
+        took = time.monotonic() - start
+    assert answer.startswith(b"HTTP/1.1 408 "), answer
+    assert took >= HEADER_TIMEOUT * 0.9, took
+
+
+def test_quick_requests_are_not_timed_out(node: ServeProcess) -> None:
+    """A head sent in a few quick pieces, and a WebSocket idle past header_timeout, live on."""
+
+    async def run() -> None:
+        ws = await RawWS.connect("127.0.0.1", node.port)
+        try:
+            await asyncio.sleep(HEADER_TIMEOUT * 2)  # idleness under test
+            ws.send(frame(BINARY, envelope(Ping(ID=3), 3).SerializeToString()))
+            msg = await ws.read_message()
+            assert msg.opcode == BINARY
+        finally:
+            await ws.aclose()
+
+    asyncio.run(run())
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
+        for piece in (b"GET /heal", b"thz HTTP/1.1\r\nHo", b"st: x\r\n", b"\r\n"):
+            s.sendall(piece)
+        assert s.recv(4096).startswith(b"HTTP/1.1 200 ")
+    wait_until(node.alive, 1, "node alive")
