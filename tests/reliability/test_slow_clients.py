@@ -80,15 +80,20 @@ async def _never_reads(node: ServeProcess, requests: int) -> tuple[int | None, i
 def test_reader_that_never_reads_is_cut_off_without_the_node_growing(node: ServeProcess) -> None:
     _served(node)
     before = node.rss()
+    logged = sum("write queue full" in line for line in node.output)
     # Far more than the socket buffers and the write queue hold: 4,000 x 16 KiB = 64 MiB.
     code, replies = asyncio.run(_never_reads(node, 4000))
-    assert code == 1008, (code, replies)  # policy violation: the write queue overflowed
+    # The close frame (1008, policy violation) reaches the client only if the socket has room
+    # for it; else the node drops the connection after its close timeout. Either way the
+    # node says why.
+    assert code in (1008, None), (code, replies)
     assert replies < 4000
+    wait_until(lambda: sum("write queue full" in line for line in node.output) > logged, 10, "log")
     grown = node.rss() - before
     # The queue holds WRITE_QUEUE replies (1 MiB here) plus the kernel's socket buffer:
     # far under the 64 MiB the client asked for.
     assert grown < 16 * 1024 * 1024, grown
-    print(f"\nslow reader: cut off with {code} after {replies} replies; node RSS +{grown >> 10} KiB")
+    print(f"\nslow reader: closed {code} after {replies} replies; node RSS +{grown >> 10} KiB")
     _served(node)
 
 
