@@ -11,13 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from rony.core import C_Pong, Ping, Pong, decode_envelope, envelope, unwrap
+from tests.reliability._app import C_Blob
 from tests.reliability._node import ROOT, raise_nofile
+from tests.reliability._ws import BINARY, CLOSE, RawWS, frame
+
+BLOB = 16 * 1024  # bytes of one reply to a reader that never reads (``never_reads``)
 
 
 @dataclass
@@ -97,6 +103,60 @@ def run_load(
         rps=sum(r["throughput_rps"] for r in reports),
         reports=reports,
     )
+
+
+async def first_reply_ms(port: int, *, rony: bool = True) -> float:
+    """Milliseconds from a new client's connect to its first reply (a Ping: from a Rony node
+    the Pong is checked; ``rony=False``, for a bare echo server, any binary reply)."""
+    start = time.perf_counter()
+    ws = await RawWS.connect("127.0.0.1", port)
+    try:
+        ws.send(frame(BINARY, envelope(Ping(ID=1), 1).SerializeToString()))
+        msg = await ws.read_message()
+        assert msg.opcode == BINARY
+        if rony:
+            env = decode_envelope(msg.payload)
+            assert (env.Constructor, unwrap(env, Pong).ID) == (C_Pong, 1)
+        return (time.perf_counter() - start) * 1000
+    finally:
+        await ws.aclose()
+
+
+async def never_reads(port: int, requests: int) -> tuple[int | None, int]:
+    """A WebSocket that asks for ``requests`` blobs and reads none of them (its receive
+    buffer made small); then reads what is there: the close code, or None, and the replies
+    that reached it."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.setblocking(False)
+    reader, writer = await asyncio.open_connection(sock=sock)
+    ws = await RawWS.connect_on(reader, writer, "127.0.0.1", port)
+    try:
+        for i in range(1, requests + 1):
+            req = envelope(Ping(ID=BLOB), i, constructor=C_Blob).SerializeToString()
+            ws.send(frame(BINARY, req))
+            if i % 64 == 0:
+                try:
+                    async with asyncio.timeout(5):
+                        await writer.drain()
+                except (ConnectionError, TimeoutError):
+                    break  # the node stopped reading us, or cut us off: both fine here
+        # Now read: replies until the close frame (or the end of the stream).
+        replies = 0
+        code = None
+        try:
+            while True:
+                f = await ws.read_frame(within=10)
+                if f.opcode == CLOSE:
+                    code = f.close_code
+                    break
+                replies += 1
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        return code, replies
+    finally:
+        await ws.aclose()
 
 
 class IdleConnections:

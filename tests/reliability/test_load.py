@@ -6,16 +6,13 @@ reported, a new client still answered). The figures print with ``-s``; the long 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from rony.core import C_Pong, Ping, Pong, decode_envelope, envelope, unwrap
-from tests.reliability._load import IdleConnections, run_load
+from tests.reliability._load import IdleConnections, first_reply_ms, run_load
 from tests.reliability._node import ServeProcess
-from tests.reliability._ws import BINARY, RawWS, frame
 
 pytestmark = pytest.mark.slow
 
@@ -37,20 +34,6 @@ def test_200_clients_for_3_seconds_from_two_processes(node: ServeProcess) -> Non
     assert result.lost == 0
     assert result.ok == result.requests > 200  # every client got replies
     assert node.alive()
-
-
-async def first_reply_ms(port: int) -> float:
-    """Milliseconds from a new client's connect to its first reply (a Ping)."""
-    start = time.perf_counter()
-    ws = await RawWS.connect("127.0.0.1", port)
-    try:
-        ws.send(frame(BINARY, envelope(Ping(ID=1), 1).SerializeToString()))
-        msg = await ws.read_message()
-        env = decode_envelope(msg.payload)
-        assert (env.Constructor, unwrap(env, Pong).ID) == (C_Pong, 1)
-        return (time.perf_counter() - start) * 1000
-    finally:
-        await ws.aclose()
 
 
 def test_1000_idle_connections(node: ServeProcess) -> None:

@@ -15,14 +15,14 @@ import pytest
 
 from rony.client import Client, ClientSettings
 from rony.core import Ping, Pong, envelope
-from tests.reliability._app import C_Blob, C_Echo
+from tests.reliability._app import C_Echo
+from tests.reliability._load import never_reads
 from tests.reliability._node import ServeProcess, wait_until
-from tests.reliability._ws import BINARY, CLOSE, RawWS, frame
+from tests.reliability._ws import BINARY, RawWS, frame
 
 pytestmark = pytest.mark.slow
 
 WRITE_QUEUE = 64
-BLOB = 16 * 1024  # bytes of one reply to the reader that never reads
 HEADER_TIMEOUT = 0.5
 
 
@@ -40,49 +40,12 @@ def _served(node: ServeProcess) -> None:
         assert c.call(C_Echo, Ping(ID=5), Pong) == Pong(ID=5)
 
 
-async def _never_reads(node: ServeProcess, requests: int) -> tuple[int | None, int]:
-    """A WebSocket that asks for ``requests`` blobs and reads none of them (its receive
-    buffer made small); then reads what is there: the close code, or None, and the replies
-    that reached it."""
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", node.port))
-    sock.setblocking(False)
-    reader, writer = await asyncio.open_connection(sock=sock)
-    ws = await RawWS.connect_on(reader, writer, "127.0.0.1", node.port)
-    try:
-        for i in range(1, requests + 1):
-            req = envelope(Ping(ID=BLOB), i, constructor=C_Blob).SerializeToString()
-            ws.send(frame(BINARY, req))
-            if i % 64 == 0:
-                try:
-                    async with asyncio.timeout(5):
-                        await writer.drain()
-                except (ConnectionError, TimeoutError):
-                    break  # the node stopped reading us, or cut us off: both fine here
-        # Now read: replies until the close frame (or the end of the stream).
-        replies = 0
-        code = None
-        try:
-            while True:
-                f = await ws.read_frame(within=10)
-                if f.opcode == CLOSE:
-                    code = f.close_code
-                    break
-                replies += 1
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        return code, replies
-    finally:
-        await ws.aclose()
-
-
 def test_reader_that_never_reads_is_cut_off_without_the_node_growing(node: ServeProcess) -> None:
     _served(node)
     before = node.rss()
     logged = sum("write queue full" in line for line in node.output)
     # Far more than the socket buffers and the write queue hold: 4,000 x 16 KiB = 64 MiB.
-    code, replies = asyncio.run(_never_reads(node, 4000))
+    code, replies = asyncio.run(never_reads(node.port, 4000))
     # The close frame (1008, policy violation) reaches the client only if the socket has room
     # for it; else the node drops the connection after its close timeout. Either way the
     # node says why.
