@@ -1,7 +1,7 @@
 """Clients that hold a node's resources: a WebSocket reader that never reads (cut off by
-``write_queue_size``, the node's memory does not grow with it) and a slowloris HTTP client
-(cut off by ``header_timeout``). Both against a real ``rony serve`` process, whose other
-clients keep being served."""
+``write_queue_size``, the node's memory does not grow with it), a slowloris HTTP client (cut
+off by ``header_timeout``) and one that sends its POST body slowly (``body_timeout``). All
+against a real ``rony serve`` process, whose other clients keep being served."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from rony.client import Client, ClientSettings
-from rony.core import Ping, Pong, envelope
+from rony.core import C_Error, Error, Ping, Pong, decode_envelope, envelope, unwrap
 from tests.reliability._app import C_Echo
 from tests.reliability._load import never_reads
 from tests.reliability._node import ServeProcess, wait_until
@@ -24,12 +24,17 @@ pytestmark = pytest.mark.slow
 
 WRITE_QUEUE = 64
 HEADER_TIMEOUT = 0.5
+BODY_TIMEOUT = 0.5
 
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServeProcess]:
     data: Path = tmp_path_factory.mktemp("slow")
-    settings = {"write_queue_size": WRITE_QUEUE, "header_timeout": HEADER_TIMEOUT}
+    settings = {
+        "write_queue_size": WRITE_QUEUE,
+        "header_timeout": HEADER_TIMEOUT,
+        "body_timeout": BODY_TIMEOUT,
+    }
     with ServeProcess(data, settings=settings) as proc:
         yield proc
 
@@ -78,6 +83,25 @@ def _slowloris(port: int, gap: float) -> tuple[float, bytes]:
                 continue
             return time.monotonic() - start, got + _rest(s)
     return time.monotonic() - start, b""
+
+
+def _response(s: socket.socket) -> tuple[bytes, bytes]:
+    """One HTTP response with a Content-Length: (head, body). (Not to EOF: after an answer
+    to an unfinished body aiohttp reads and drops the rest for up to 10 s, its
+    ``lingering_time``, so the client gets the answer rather than a reset; then it closes.)"""
+    s.settimeout(5)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = s.recv(4096)
+        assert chunk, buf
+        buf += chunk
+    head, _, body = buf.partition(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+    while len(body) < length:
+        chunk = s.recv(4096)
+        assert chunk, body
+        body += chunk
+    return head, body
 
 
 def _rest(s: socket.socket) -> bytes:
@@ -132,3 +156,39 @@ def test_quick_requests_are_not_timed_out(node: ServeProcess) -> None:
             s.sendall(piece)
         assert s.recv(4096).startswith(b"HTTP/1.1 200 ")
     wait_until(node.alive, 1, "node alive")
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_slow_body_is_cut_off_by_body_timeout(node: ServeProcess, chunked: bool) -> None:
+    """A POST whose head is quick and whose body never completes: 408 with an E06 Error
+    envelope, and the connection is closed."""
+    body = envelope(Ping(ID=1), 1).SerializeToString()
+    framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % len(body)
+    with socket.create_connection(("127.0.0.1", node.port), timeout=10) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n" + framing + b"\r\n\r\n")
+        s.sendall(b"%x\r\n" % len(body) + body[:2] if chunked else body[:2])
+        start = time.monotonic()
+        head, payload = _response(s)
+        took = time.monotonic() - start
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    assert b"connection: close" in head.lower(), head
+    env = decode_envelope(payload)
+    assert env.Constructor == C_Error
+    assert unwrap(env, Error).Code == "E06"
+    assert took >= BODY_TIMEOUT * 0.9, took
+    _served(node)
+
+
+def test_slow_rest_body_is_cut_off_by_body_timeout(tmp_path: Path) -> None:
+    """The same on a REST route (the echo example's app): 408, an Error as JSON, closed."""
+    settings = {"body_timeout": BODY_TIMEOUT}
+    app = "examples.echo.app:app"
+    with (
+        ServeProcess(tmp_path / "d", settings=settings, app=app) as proc,
+        socket.create_connection(("127.0.0.1", proc.port), timeout=10) as s,
+    ):
+        s.sendall(b"GET /echo/1/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nab")
+        head, payload = _response(s)
+    assert head.startswith(b"HTTP/1.1 408 "), head
+    assert b"connection: close" in head.lower(), head
+    assert b"E06" in payload, payload

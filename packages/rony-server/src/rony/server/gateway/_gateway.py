@@ -80,6 +80,7 @@ from rony.core import (
 from rony.core.errors import (
     BusyError,
     MalformedError,
+    RequestTimeoutError,
     RonyError,
     UnavailableError,
     http_status_of,
@@ -133,6 +134,10 @@ _SKIP_HEADERS = frozenset({"host", "upgrade", "connection", "content-length"})
 
 
 class _BodyTooLarge(Exception):
+    pass
+
+
+class _BodyTimeout(Exception):
     pass
 
 
@@ -394,18 +399,28 @@ class Gateway:
         return content.read_nowait(-1) if content.is_eof() else None
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
-        """The body that ``_body_now`` found not all here yet (it checked Content-Length)."""
-        if request.content_length is not None:
-            return await request.content.read(-1)
-        limit = self.settings.max_message_size
-        data = bytearray()
-        while True:
-            chunk = await request.content.readany()
-            if not chunk:
-                return bytes(data)
-            data += chunk
-            if len(data) > limit:
-                raise _BodyTooLarge
+        """The body that ``_body_now`` found not all here yet (it checked Content-Length),
+        within ``body_timeout`` (a client sending its body slowly holds a connection)."""
+        try:
+            async with asyncio.timeout(self.settings.body_timeout):
+                if request.content_length is not None:
+                    return await request.content.read(-1)
+                limit = self.settings.max_message_size
+                data = bytearray()
+                while True:
+                    chunk = await request.content.readany()
+                    if not chunk:
+                        return bytes(data)
+                    data += chunk
+                    if len(data) > limit:
+                        raise _BodyTooLarge
+        except TimeoutError:
+            raise _BodyTimeout from None
+
+    def _body_timeout_error(self) -> RequestTimeoutError:
+        return RequestTimeoutError(
+            "BODY", f"request body not received within {self.settings.body_timeout} s"
+        )
 
     def _envelope_response(
         self, env: MessageEnvelope, json: bool, cors: Mapping[str, str], status: int | None = None
@@ -456,6 +471,11 @@ class Gateway:
             resp = self._envelope_response(error_envelope(err), json, cors, status=413)
             resp.force_close()
             return resp
+        except _BodyTimeout:
+            late = self._body_timeout_error()
+            resp = self._envelope_response(error_envelope(late), json, cors, status=408)
+            resp.force_close()  # (the rest of the body may still come: no next request)
+            return resp
         if not body:
             err = MalformedError("REQUEST", "empty body: POST one MessageEnvelope")
             return self._envelope_response(error_envelope(err), json, cors)
@@ -503,7 +523,12 @@ class Gateway:
                 body = await self._read_body(request)
         except _BodyTooLarge:
             out = too_large_response(self.settings.max_message_size)
+            close = True
+        except _BodyTimeout:
+            out = error_response(self._body_timeout_error())
+            close = True
         else:
+            close = False
             conn = HttpConn(next(self._conn_ids), self, request, params)
             query = query_values(request.query.items())
             try:
@@ -530,7 +555,7 @@ class Gateway:
                     if traced is not None:
                         tracing.rest_end(traced, status)  # type: ignore[union-attr]
         resp = web.Response(body=out.body, status=out.status, headers={**cors, **out.headers})
-        if out.status == 413:
+        if close:
             resp.force_close()
         return resp
 
