@@ -55,6 +55,12 @@ class EdgeSettings:
     max_connections         10000         open TCP connections; over it: 503 + E09 BUSY
     idle_timeout            300 s         close a WS after this long with no read *and* no
                                           write (Go counted reads only); HTTP keep-alive
+    header_timeout          10 s          time from the first byte of an HTTP request's head
+                                          to its end; over it: 408 and the connection is
+                                          closed (slowloris). Go Rony had none
+    body_timeout            30 s          time to receive an HTTP request's body once its
+                                          head is in; over it: 408 + E06 and the connection
+                                          is closed (a slow POST). Go Rony had none
     max_inflight_per_conn   32            requests of one WS handled at once; when full the
                                           server stops reading that socket (back-pressure)
     handler_timeout         30 s          one request's handler chain; over it: E06 TIMEOUT
@@ -139,6 +145,8 @@ class EdgeSettings:
     max_header_count: int = 64
     max_connections: int = 10_000
     idle_timeout: float = 300.0
+    header_timeout: float = 10.0
+    body_timeout: float = 30.0
     max_inflight_per_conn: int = 32
     handler_timeout: float | None = 30.0
     write_queue_size: int = 1024
@@ -196,7 +204,7 @@ class EdgeSettings:
             if getattr(self, name) < 1:
                 raise ValueError(f"EdgeSettings.{name} must be >= 1")
         # ``not x > 0`` (rather than ``x <= 0``) also refuses NaN, which compares false to all.
-        for name in ("idle_timeout", "shutdown_grace"):
+        for name in ("idle_timeout", "shutdown_grace", "header_timeout", "body_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"EdgeSettings.{name} must be > 0")
         if self.handler_timeout is not None and not self.handler_timeout > 0:

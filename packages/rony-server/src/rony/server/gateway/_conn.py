@@ -372,11 +372,12 @@ class WSConn(_Values):
             self._write_now(frame)
             return
         if len(self._queue) >= self.queue_size:
-            log.warning(
-                "conn %s: write queue full (%d frames); closing the slow client",
-                self.conn_id,
-                self.queue_size,
-            )
+            if self.close_task is None:  # once per connection, not once per dropped frame
+                log.warning(
+                    "conn %s: write queue full (%d frames); closing the slow client",
+                    self.conn_id,
+                    self.queue_size,
+                )
             self.close_soon(WSCloseCode.POLICY_VIOLATION, "write queue full")
             return
         self._queue.append(frame)

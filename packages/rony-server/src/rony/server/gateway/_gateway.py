@@ -80,6 +80,7 @@ from rony.core import (
 from rony.core.errors import (
     BusyError,
     MalformedError,
+    RequestTimeoutError,
     RonyError,
     UnavailableError,
     http_status_of,
@@ -102,6 +103,7 @@ from rony.server.gateway._cors import (
     parse_networks,
     preflight_headers,
 )
+from rony.server.gateway._http import HeadTimedHandler
 from rony.server.gateway._rest import (
     JSON,
     PROTOBUF,
@@ -139,12 +141,23 @@ class _BodyTooLarge(Exception):
     pass
 
 
+class _BodyTimeout(Exception):
+    pass
+
+
 class _Server(web.Server):
     """aiohttp's low-level server, counting open TCP connections for ``max_connections``
-    (and those accepted, for metrics)."""
+    (and those accepted, for metrics); its connections time each request's head
+    (``header_timeout``: ``_http.py``)."""
 
     open_connections = 0
     counters: GatewayCounters | None = None
+    header_timeout = 10.0
+
+    def __call__(self) -> RequestHandler:
+        return HeadTimedHandler(
+            self, loop=self._loop, header_timeout=self.header_timeout, **self._kwargs
+        )
 
     def connection_made(self, handler: RequestHandler, transport: asyncio.Transport) -> None:
         super().connection_made(handler, transport)
@@ -209,6 +222,7 @@ class Gateway:
             max_field_size=16 * 1024,
         )
         self._server.counters = self.counters
+        self._server.header_timeout = s.header_timeout
         self._runner = web.ServerRunner(self._server, shutdown_timeout=CLOSE_TIMEOUT)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, s.gateway_host, s.gateway_port, backlog=2048)
@@ -408,18 +422,28 @@ class Gateway:
         return content.read_nowait(-1) if content.is_eof() else None
 
     async def _read_body(self, request: web.BaseRequest) -> bytes:
-        """The body that ``_body_now`` found not all here yet (it checked Content-Length)."""
-        if request.content_length is not None:
-            return await request.content.read(-1)
-        limit = self.settings.max_message_size
-        data = bytearray()
-        while True:
-            chunk = await request.content.readany()
-            if not chunk:
-                return bytes(data)
-            data += chunk
-            if len(data) > limit:
-                raise _BodyTooLarge
+        """The body that ``_body_now`` found not all here yet (it checked Content-Length),
+        within ``body_timeout`` (a client sending its body slowly holds a connection)."""
+        try:
+            async with asyncio.timeout(self.settings.body_timeout):
+                if request.content_length is not None:
+                    return await request.content.read(-1)
+                limit = self.settings.max_message_size
+                data = bytearray()
+                while True:
+                    chunk = await request.content.readany()
+                    if not chunk:
+                        return bytes(data)
+                    data += chunk
+                    if len(data) > limit:
+                        raise _BodyTooLarge
+        except TimeoutError:
+            raise _BodyTimeout from None
+
+    def _body_timeout_error(self) -> RequestTimeoutError:
+        return RequestTimeoutError(
+            "BODY", f"request body not received within {self.settings.body_timeout} s"
+        )
 
     def _envelope_response(
         self, env: MessageEnvelope, json: bool, cors: Mapping[str, str], status: int | None = None
@@ -469,6 +493,11 @@ class Gateway:
             err = MalformedError("REQUEST", f"body over {self.settings.max_message_size} bytes")
             resp = self._envelope_response(error_envelope(err), json, cors, status=413)
             resp.force_close()
+            return self._http_out(resp, 0)
+        except _BodyTimeout:
+            late = self._body_timeout_error()
+            resp = self._envelope_response(error_envelope(late), json, cors, status=408)
+            resp.force_close()  # (the rest of the body may still come: no next request)
             return self._http_out(resp, 0)
         if not body:
             err = MalformedError("REQUEST", "empty body: POST one MessageEnvelope")
@@ -531,7 +560,13 @@ class Gateway:
         except _BodyTooLarge:
             out = too_large_response(self.settings.max_message_size)
             body = b""
+            close = True
+        except _BodyTimeout:
+            out = error_response(self._body_timeout_error())
+            body = b""
+            close = True
         else:
+            close = False
             conn = HttpConn(next(self._conn_ids), self, request, params)
             query = query_values(request.query.items())
             try:
@@ -558,7 +593,7 @@ class Gateway:
                     if traced is not None:
                         tracing.rest_end(traced, status)  # type: ignore[union-attr]
         resp = web.Response(body=out.body, status=out.status, headers={**cors, **out.headers})
-        if out.status == 413:
+        if close:
             resp.force_close()
         return self._http_out(resp, len(body))
 
@@ -842,6 +877,9 @@ class Gateway:
             conn.last_activity = now = loop.time()
             counters.ws_in += 1
             counters.ws_in_bytes += len(data)
+            if is_json and not _valid_text(conn, data):
+                self._reading_over(conn)
+                return None
             if self._stopping:
                 self._refuse(conn, data, is_json)
                 continue
@@ -960,6 +998,8 @@ class Gateway:
             conn.last_activity = now = conn.clock()
             counters.ws_in += 1
             counters.ws_in_bytes += len(data)
+            if is_json and not _valid_text(conn, data):
+                return  # (close_soon stopped the feed)
             if self._stopping:
                 self._refuse(conn, data, is_json)
                 continue
@@ -1113,6 +1153,19 @@ class _FeedParser:
     def detach(self) -> None:
         """Forward only, from now on (and drop the references: protocol -> conn)."""
         self._gateway = self._conn = None
+
+
+def _valid_text(conn: WSConn, data: bytes) -> bool:
+    """RFC 6455 §8.1: a text message that is not UTF-8 fails the connection with 1007. aiohttp
+    is asked for raw bytes (``decode_text=False``: the JSON codec reads bytes, and Python's
+    ``json.loads`` of bytes lets lone surrogates through), so the check is ours."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        log.info("conn %s: text message is not UTF-8; closing with 1007", conn.conn_id)
+        conn.close_soon(WSCloseCode.INVALID_TEXT, "invalid UTF-8 text message")
+        return False
+    return True
 
 
 def _wake_reader(conn: WSConn) -> None:
