@@ -289,6 +289,25 @@ async def test_write_queue_depth_of_a_client_that_does_not_read() -> None:
         )
 
 
+async def test_frames_dropped_by_a_full_write_queue_are_not_counted_as_sent() -> None:
+    async with serve(app, write_queue_size=4) as edge:
+        host, port = edge.gateway_address
+        # 400 replies of 64 KiB to a client that never reads: the queue of 4 overflows, the
+        # connection is closed, and the replies after that are dropped, not sent.
+        _, writer = await _stalled_ws(host, port, 400, 64_000)
+        try:
+            got = await poll(
+                edge.url,
+                lambda s: s.get("rony_gateway_active_websocket_conns") == 0,
+                "the slow client cut off",
+            )
+            handled = got.sum("rony_rpc_requests_total")
+            sent = got.get("rony_gateway_outgoing_websocket_message_total")
+            assert 4 <= sent < handled <= 400
+        finally:
+            writer.transport.abort()
+
+
 async def test_refused_connection_is_counted() -> None:
     async with serve(app, max_connections=1) as edge:
         async with AsyncClient(edge.url, transport="ws") as ws:

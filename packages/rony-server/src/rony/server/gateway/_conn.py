@@ -366,9 +366,9 @@ class WSConn(_Values):
         if self._closing:
             return  # the client is gone; a late reply or push is dropped
         c = self.counters
-        c.ws_out += 1
-        c.ws_out_bytes += len(frame) if isinstance(frame, bytes) else len(frame.encode())
         if self._direct and not self._queue and self._blocked is None:
+            c.ws_out += 1
+            c.ws_out_bytes += len(frame) if isinstance(frame, bytes) else len(frame.encode())
             self._write_now(frame)
             return
         if len(self._queue) >= self.queue_size:
@@ -379,7 +379,9 @@ class WSConn(_Values):
                     self.queue_size,
                 )
             self.close_soon(WSCloseCode.POLICY_VIOLATION, "write queue full")
-            return
+            return  # (dropped: not counted as sent)
+        c.ws_out += 1
+        c.ws_out_bytes += len(frame) if isinstance(frame, bytes) else len(frame.encode())
         self._queue.append(frame)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
