@@ -167,7 +167,7 @@ async def _serve(edge: Edge, dispatch: Coroutine[Any, Any, list[MessageEnvelope]
     return tunnel_message_bytes(edge._sender_id, edge.replica_set, env)
 
 
-def _targets(edge: Edge, replica_set: int, server_id: str | None) -> list[ClusterMember]:
+def _targets(edge: Edge, replica_set: int, server_id: str | None) -> Sequence[ClusterMember]:
     """Members to try, best first: the named one, or the alive members of the replica set
     in random order, those whose tunnel failed in the last ``PENALTY`` seconds last, and this
     node after the others (a local call needs no tunnel, but a busy replica set should not
@@ -180,13 +180,13 @@ def _targets(edge: Edge, replica_set: int, server_id: str | None) -> list[Cluste
         if member is None:
             raise UnavailableError("MEMBER", f"no live member {server_id!r}")
         return [member]
-    members = [m for m in cluster.members_by_replica_set(replica_set) if m.state == "alive"]
-    if not members:
+    alive = cluster.alive_by_replica_set(replica_set)
+    if not alive:
         raise UnavailableError("REPLICA_SET", f"no live member of replica set {replica_set}")
-    if len(members) == 1:
-        return members
-    start = random.randrange(len(members))  # a random rotation: the load spreads
-    members = members[start:] + members[:start]
+    if len(alive) == 1:
+        return alive
+    start = random.randrange(len(alive))  # a random rotation: the load spreads
+    members = list(alive[start:] + alive[:start])
     failed = edge._remote_failures
     if failed:
         now = asyncio.get_running_loop().time()
