@@ -397,6 +397,7 @@ LAYERS = (
     ("Edge.execute_remote", "Edge: execute_remote (_edge, _remote)"),
     ("Edge.try_execute_remote", "Edge: execute_remote (_edge, _remote)"),
     ("call_remote", "Edge: execute_remote (_edge, _remote)"),
+    ("remote_call", "Edge: execute_remote (_edge, _remote)"),
     ("reply_of", "Edge: execute_remote (_edge, _remote)"),
     ("request_envelope", "Edge: execute_remote (_edge, _remote)"),
     ("_targets", "Edge: execute_remote (_edge, _remote)"),

@@ -34,6 +34,7 @@ C_Fail = method_id("RemoteTest", "Fail")  # Ping -> Error E07
 C_Many = method_id("RemoteTest", "Many")  # Ping(ID=n) -> n Pongs
 C_Big = method_id("RemoteTest", "Big")  # Ping(ID=size) -> KeyValue of size bytes
 C_Hang = method_id("RemoteTest", "Hang")  # Ping -> never answers (records its cancellation)
+C_Meta = method_id("RemoteTest", "Meta")  # Ping -> KeyValue(header "h", conn value "s")
 
 CANCELLED: list[str] = []
 
@@ -69,7 +70,11 @@ def build_app() -> App:
             CANCELLED.append(ctx.server_id)
             raise
 
+    async def meta(ctx: RequestCtx) -> None:
+        ctx.push_message(KeyValue(Key=ctx.header.get("h", "-"), Value=ctx.conn.get("s", "-")))
+
     for cid, fn, name in (
+        (C_Meta, meta, "Meta"),
         (C_Where, where, "Where"),
         (C_Forward, forward, "Forward"),
         (C_Fail, fail, "Fail"),
@@ -125,6 +130,19 @@ async def test_errors_come_back_as_their_class(tmp_path: Path) -> None:
             await a.execute_remote(2, C_Where, Ping(), Pong)
         with pytest.raises(rony_errors.InternalError, match="one reply, got 3"):
             await a.execute_remote(2, C_Many, Ping(ID=3), Pong)
+
+
+async def test_header_and_store_reach_the_callee(tmp_path: Path) -> None:
+    # (calls with a header or a Store take the general path; the usual call builds bytes)
+    async with nodes(tmp_path) as (a, _b, _c):
+        kv = await a.execute_remote(2, C_Meta, Ping(), KeyValue, header={"h": "hv"})
+        assert (kv.Key, kv.Value) == ("hv", "-")
+        kv = await a.execute_remote(2, C_Meta, Ping(), KeyValue, store={"s": "sv"})
+        assert (kv.Key, kv.Value) == ("-", "sv")
+        kv = await a.try_execute_remote(2, 0.0, 2, C_Meta, Ping(), KeyValue, store={"s": "x"})
+        assert (kv.Key, kv.Value) == ("-", "x")
+        kv = await a.execute_remote(2, C_Meta, Ping(), KeyValue)
+        assert (kv.Key, kv.Value) == ("-", "-")
 
 
 async def test_many_concurrent_calls_and_a_large_reply(tmp_path: Path) -> None:

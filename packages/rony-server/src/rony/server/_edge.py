@@ -23,7 +23,7 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -44,12 +44,11 @@ from rony.core import (
     RequestCtx,
 )
 from rony.core import Edge as EdgeMessage
-from rony.core.errors import RequestTimeoutError
 from rony.server._addrs import advertised_hosts, hostport, is_wildcard
 from rony.server._app import App, HandlerEntry
 from rony.server._dispatch import Dispatcher, DispatchSettings
 from rony.server._metrics import RemoteCalls
-from rony.server._remote import call_remote, reply_of, request_envelope, serve_tunnel
+from rony.server._remote import remote_call, serve_tunnel
 from rony.server._settings import EdgeSettings, parse_hostport
 from rony.server._tracing import TracedStore, Tracing
 from rony.server.gateway import Gateway
@@ -429,38 +428,42 @@ class Edge:
 
     # --- calls to other nodes (Go Rony's TunnelRequest / TryTunnelRequest) -------------------
 
-    async def execute_remote(
+    def execute_remote(
         self,
         replica_set: int,
         constructor: int,
         message: Message,
         response_class: type[M] | None = None,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - bounds the remote side too
+        timeout: float | None = None,
         server_id: str | None = None,
         header: Mapping[str, str] | None = None,
         store: Mapping[str, str] | None = None,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         """Run ``constructor(message)`` on an alive member of ``replica_set`` (or on the node
         ``server_id``) through the tunnel and return its reply, decoded as
         ``response_class``. An Error reply raises its ``rony.core.errors`` class; a tunnel
         failure raises ``UnavailableError`` (E02), a timeout ``RequestTimeoutError`` (E06).
-        ``timeout`` defaults to ``settings.remote_timeout``. Cancelling the caller cancels
-        the remote request."""
-        return await self.try_execute_remote(
+        ``timeout`` defaults to ``settings.remote_timeout``; inside a request, its
+        handler_timeout bounds it too. Cancelling the caller cancels the remote request.
+
+        (A plain method returning the one coroutine that does the work, ``remote_call``:
+        callers ``await`` it as before, without a coroutine per layer.)"""
+        return remote_call(
+            self,
             1,
             0.0,
             replica_set,
             constructor,
             message,
             response_class,
-            timeout=timeout,
-            server_id=server_id,
-            header=header,
-            store=store,
+            timeout,
+            server_id,
+            header,
+            store,
         )
 
-    async def try_execute_remote(
+    def try_execute_remote(
         self,
         attempts: int,
         retry_wait: float,
@@ -469,38 +472,29 @@ class Edge:
         message: Message,
         response_class: type[M] | None = None,
         *,
-        timeout: float | None = None,  # noqa: ASYNC109 - bounds the remote side too
+        timeout: float | None = None,
         server_id: str | None = None,
         header: Mapping[str, str] | None = None,
         store: Mapping[str, str] | None = None,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         """``execute_remote`` tried up to ``attempts`` times, each on the next member of the
         replica set, waiting ``retry_wait`` seconds between tries. Only tunnel failures are
         retried (an unreachable member, one that died mid-call, a timeout): an Error reply is
         the answer. The same request id is sent each time, for handlers that deduplicate (a
         timed-out request may have run)."""
-        limit = self.settings.remote_timeout if timeout is None else timeout
-        # Inside a request, its handler_timeout bounds the remote call too: the caller gets a
-        # typed timeout when its own time is up (Go Rony's tunnel waited a fixed 3 s).
-        deadline = self.dispatcher.deadline_of(asyncio.current_task())
-        if deadline is not None:
-            left = deadline - asyncio.get_running_loop().time()
-            if left <= 0:
-                raise RequestTimeoutError("TUNNEL", "the request's handler_timeout has passed")
-            limit = min(limit, left)
-        env = request_envelope(constructor, message, header)
-        call = call_remote(
+        return remote_call(
             self,
+            attempts,
+            retry_wait,
             replica_set,
-            env,
-            timeout=limit,
-            attempts=attempts,
-            retry_wait=retry_wait,
-            server_id=server_id,
-            store=store,
+            constructor,
+            message,
+            response_class,
+            timeout,
+            server_id,
+            header,
+            store,
         )
-        replies = await self.remote_calls.timed(call)  # (outcome, round trip: _metrics)
-        return reply_of(replies, response_class)
 
     async def cluster_edges(
         self,

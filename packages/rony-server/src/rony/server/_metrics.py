@@ -29,8 +29,7 @@ from __future__ import annotations
 import asyncio
 import time
 from bisect import bisect_left
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Sequence
 
 from rony.core import C_Error, Error, Kind, MessageEnvelope, RequestCtx, RonyError, registry
 
@@ -176,22 +175,9 @@ class RemoteCalls:
         self.sum = 0.0
         self.outcomes: dict[str, int] = {}
 
-    async def timed(
-        self, call: Coroutine[Any, Any, list[MessageEnvelope]]
-    ) -> list[MessageEnvelope]:
-        """Await ``call`` (a ``call_remote``), counting its outcome and timing it."""
-        started = _monotonic()
-        try:
-            replies = await call
-        except asyncio.CancelledError:
-            self._count("cancelled")
-            raise
-        except RonyError as exc:
-            self._count(exc.code)
-            raise
-        except BaseException:
-            self._count("failed")
-            raise
+    def answered(self, started: float, replies: Sequence[MessageEnvelope]) -> None:
+        """A call that ``started`` (``_monotonic()``) was answered with ``replies``: the code
+        of an Error among them is its outcome, else ``ok``."""
         elapsed = _monotonic() - started
         self.sum += elapsed
         self.buckets[bisect_left(BUCKETS, elapsed)] += 1
@@ -206,7 +192,15 @@ class RemoteCalls:
                     outcome = "E00"
                 break
         self._count(outcome)
-        return replies
+
+    def failed(self, exc: BaseException) -> None:
+        """A call failed here (no answer): the code of a RonyError, else cancelled/failed."""
+        if isinstance(exc, RonyError):
+            self._count(exc.code)
+        elif isinstance(exc, asyncio.CancelledError):
+            self._count("cancelled")
+        else:
+            self._count("failed")
 
     def _count(self, outcome: str) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
+import time
 from collections.abc import Coroutine, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,6 +31,7 @@ from rony.core import (
     MessageEnvelope,
     constructor_of,
     envelope,
+    envelope_bytes,
     registry,
     unwrap,
 )
@@ -49,7 +51,14 @@ if TYPE_CHECKING:
     from rony.server.cluster._cluster import ClusterMember
     from rony.server.tunnel import Peer
 
-__all__ = ["TunnelConn", "call_remote", "serve_tunnel", "tunnel_message_bytes"]
+__all__ = [
+    "TunnelConn",
+    "call_remote",
+    "remote_call",
+    "serve_tunnel",
+    "tunnel_message_bytes",
+    "tunnel_message_of",
+]
 
 M = TypeVar("M", bound=Message)
 
@@ -134,10 +143,15 @@ def tunnel_message_bytes(
     protobuf serializes it (fields in number order; ``store`` the Store field already encoded),
     without building the message and copying ``env`` into it: every remote call and every reply
     takes this path. tests/tunnel/test_wire.py checks it against ``SerializeToString``."""
-    body = env.SerializeToString()
-    return b"".join(
-        (_sender_head(sender_id, replica_set), store, b"\x22", _varint(len(body)), body)
-    )
+    return tunnel_message_of(sender_id, replica_set, env.SerializeToString(), store)
+
+
+def tunnel_message_of(sender_id: bytes, replica_set: int, body: bytes, store: bytes = b"") -> bytes:
+    """``tunnel_message_bytes`` of an envelope already encoded (``body``): the usual call
+    encodes its envelope straight to bytes (``envelope_bytes``), with no message built."""
+    n = len(body)
+    size = _SHORT_VARINTS[n] if n < 128 else _varint(n)
+    return b"".join((_sender_head(sender_id, replica_set), store, b"\x22", size, body))
 
 
 def serve_tunnel(edge: Edge, msg: TunnelMessage, peer: Peer) -> Coroutine[Any, Any, bytes]:
@@ -154,7 +168,7 @@ async def _serve(edge: Edge, dispatch: Coroutine[Any, Any, list[MessageEnvelope]
     return tunnel_message_bytes(edge._sender_id, edge.replica_set, env)
 
 
-def _targets(edge: Edge, replica_set: int, server_id: str | None) -> list[ClusterMember]:
+def _targets(edge: Edge, replica_set: int, server_id: str | None) -> Sequence[ClusterMember]:
     """Members to try, best first: the named one, or the alive members of the replica set
     in random order, those whose tunnel failed in the last ``PENALTY`` seconds last, and this
     node after the others (a local call needs no tunnel, but a busy replica set should not
@@ -167,13 +181,13 @@ def _targets(edge: Edge, replica_set: int, server_id: str | None) -> list[Cluste
         if member is None:
             raise UnavailableError("MEMBER", f"no live member {server_id!r}")
         return [member]
-    members = [m for m in cluster.members_by_replica_set(replica_set) if m.state == "alive"]
-    if not members:
+    alive = cluster.alive_by_replica_set(replica_set)
+    if not alive:
         raise UnavailableError("REPLICA_SET", f"no live member of replica set {replica_set}")
-    if len(members) == 1:
-        return members
-    start = random.randrange(len(members))  # a random rotation: the load spreads
-    members = members[start:] + members[:start]
+    if len(alive) == 1:
+        return alive
+    start = random.randrange(len(alive))  # a random rotation: the load spreads
+    members = list(alive[start:] + alive[:start])
     failed = edge._remote_failures
     if failed:
         now = asyncio.get_running_loop().time()
@@ -187,6 +201,90 @@ def _targets(edge: Edge, replica_set: int, server_id: str | None) -> list[Cluste
 
         members.sort(key=rank)  # stable: the rotation stays within each rank
     return members
+
+
+async def remote_call(
+    edge: Edge,
+    attempts: int,
+    retry_wait: float,
+    replica_set: int,
+    constructor: int,
+    message: Message,
+    response_class: type[M] | None,
+    timeout: float | None,  # noqa: ASYNC109 - bounds the remote side too
+    server_id: str | None,
+    header: Mapping[str, str] | None,
+    store: Mapping[str, str] | None,
+) -> Any:
+    """``Edge.execute_remote`` and ``try_execute_remote``: one coroutine, whose usual call
+    (one try, on another node, no header, no store, the node not tracing) builds no envelope:
+    the request goes straight to TunnelMessage bytes and the reply is decoded in place. Every
+    other call takes ``call_remote`` (retries, a local member, headers and the trace context,
+    the Store) and ``reply_of``; both ways give the same replies and the same errors."""
+    limit = edge.settings.remote_timeout if timeout is None else timeout
+    # Inside a request, its handler_timeout bounds the remote call too: the caller gets a
+    # typed timeout when its own time is up (Go Rony's tunnel waited a fixed 3 s).
+    dispatcher = edge.dispatcher
+    deadline = dispatcher.deadline_of(asyncio.current_task())
+    if deadline is not None:
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise RequestTimeoutError("TUNNEL", "the request's handler_timeout has passed")
+        limit = min(limit, left)
+    tunnel = edge.tunnel
+    calls = edge.remote_calls  # outcomes and round trips, for /metrics (rony.server._metrics)
+    started = _monotonic()
+    if (
+        attempts <= 1
+        and tunnel is not None
+        and dispatcher.tracing is None
+        and not (header or store)
+    ):
+        try:
+            first = _targets(edge, replica_set, server_id)[0]
+        except BaseException as exc:  # (no member alive: E02, counted as the tries would)
+            calls.failed(exc)
+            raise
+        if first.tunnel_addrs and first.server_id != edge.server_id:
+            # A correlation id, not a secret (as request_envelope).
+            request_id = random.getrandbits(63) or 1
+            body = envelope_bytes(constructor, request_id, message.SerializeToString())
+            msg = tunnel_message_of(edge._sender_id, edge.replica_set, body)
+            try:
+                reply = await tunnel.call(first.tunnel_addrs[0], msg, timeout=limit)
+            except (UnavailableError, RequestTimeoutError) as exc:
+                edge._remote_failures[first.server_id] = asyncio.get_running_loop().time()
+                calls.failed(exc)
+                raise
+            except BaseException as exc:
+                calls.failed(exc)
+                raise
+            out = reply.Envelope
+            if response_class is not None:
+                expected = constructor_of(response_class)
+                if out.Constructor == expected and expected != C_Error:
+                    calls.answered(started, ())
+                    return unwrap(out, response_class)  # (reply_of's answer, without its checks)
+            replies = _replies(out)
+            calls.answered(started, replies)
+            return reply_of(replies, response_class)
+    env = request_envelope(constructor, message, header)
+    try:
+        replies = await call_remote(
+            edge,
+            replica_set,
+            env,
+            timeout=limit,
+            attempts=attempts,
+            retry_wait=retry_wait,
+            server_id=server_id,
+            store=store,
+        )
+    except BaseException as exc:
+        calls.failed(exc)
+        raise
+    calls.answered(started, replies)
+    return reply_of(replies, response_class)
 
 
 def call_remote(
@@ -255,10 +353,7 @@ async def _call_remote(
         except (UnavailableError, RequestTimeoutError):
             edge._remote_failures[first.server_id] = asyncio.get_running_loop().time()
             raise
-        out = reply.Envelope
-        if out.Constructor == C_MessageContainer:
-            return list(unwrap(out, MessageContainer).Envelopes)
-        return [out]
+        return _replies(reply.Envelope)
     last: RonyError | None = None
     for i, member in enumerate(itertools.islice(itertools.cycle(members), max(1, attempts))):
         if i and retry_wait > 0:
@@ -277,12 +372,16 @@ async def _call_remote(
             edge._remote_failures[member.server_id] = asyncio.get_running_loop().time()
             last = exc
             continue
-        out = reply.Envelope
-        if out.Constructor == C_MessageContainer:
-            return list(unwrap(out, MessageContainer).Envelopes)
-        return [out]
+        return _replies(reply.Envelope)
     assert last is not None
     raise last
+
+
+def _replies(out: MessageEnvelope) -> list[MessageEnvelope]:
+    """The envelopes of a reply: a MessageContainer's, or the one."""
+    if out.Constructor == C_MessageContainer:
+        return list(unwrap(out, MessageContainer).Envelopes)
+    return [out]
 
 
 def reply_of(replies: Sequence[MessageEnvelope], response_class: type[M] | None) -> Any:
@@ -310,3 +409,6 @@ def request_envelope(
     # A correlation id, not a secret: random's generator (secrets costs a system call).
     request_id = random.getrandbits(63) or 1
     return envelope(message, request_id, constructor=constructor, header=header or {})
+
+
+_monotonic = time.monotonic

@@ -166,6 +166,8 @@ class Cluster:
         self._server: grpc.aio.Server | None = None
         self._channels: dict[str, tuple[grpc.aio.Channel, pb_grpc.GossipStub]] = {}
         self._members: dict[str, ClusterMember] = {}
+        # alive_by_replica_set's answers, dropped whenever _members changes
+        self._alive: dict[int, tuple[ClusterMember, ...]] = {}
         self._subscriptions: list[Subscription] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: asyncio.Task[None] | None = None
@@ -270,6 +272,19 @@ class Cluster:
     def members_by_replica_set(self, *replica_sets: int) -> list[ClusterMember]:
         want = set(replica_sets)
         return [m for m in self._members.values() if m.replica_set in want]
+
+    def alive_by_replica_set(self, replica_set: int) -> tuple[ClusterMember, ...]:
+        """The members of ``replica_set`` in state alive (not suspect), this node included if
+        it is one; cached until the membership changes (a remote call reads it every time)."""
+        found = self._alive.get(replica_set)
+        if found is None:
+            found = tuple(
+                m
+                for m in self._members.values()
+                if m.replica_set == replica_set and m.state == "alive"
+            )
+            self._alive[replica_set] = found
+        return found
 
     def member_by_id(self, server_id: str) -> ClusterMember | None:
         return self._members.get(server_id)
@@ -425,12 +440,14 @@ class Cluster:
         member = _member(info)
         if member is not None:
             self._members[info.name] = member
+            self._alive.clear()
         return member
 
     def _on_event(self, event: MemberEvent) -> None:
         info = event.member
         if event.kind in (EventKind.FAIL, EventKind.LEAVE, EventKind.REMOVE):
             gone = self._members.pop(info.name, None)
+            self._alive.clear()
             self._drop_channel(info.addr)
             if gone is not None:
                 log.info(

@@ -35,6 +35,7 @@ __all__ = [
     "FrameTooLarge",
     "FrameTooLargeError",
     "encode_frame",
+    "pack_header",
 ]
 
 REQUEST: Final = 1
@@ -45,6 +46,8 @@ KINDS: Final = frozenset((REQUEST, REPLY, ERROR, CANCEL))
 
 _HEADER: Final = struct.Struct(">IBQ")
 HEADER_SIZE: Final = _HEADER.size  # 13
+pack_header: Final = _HEADER.pack
+"""(length, kind, call id) -> a frame's header: for hot paths that checked the size already."""
 # The length field is a u32; a larger max_frame_size could not be honoured.
 MAX_FRAME_SIZE_LIMIT: Final = 2**32 - 1
 _MAX_CALL_ID: Final = 2**64 - 1
@@ -74,6 +77,9 @@ class FrameTooLarge(NamedTuple):
     kind: int
     call_id: int
     size: int
+
+
+_new_frame: Final = tuple.__new__
 
 
 def check_max_frame_size(max_frame_size: int) -> int:
@@ -139,6 +145,9 @@ class FrameDecoder:
         end = len(src)
         pos = 0
         unpack = _HEADER.unpack_from
+        # A slice of bytes is bytes already (a bytearray's must be copied out); a Frame is
+        # made as a tuple, without NamedTuple's __new__ (twice the cost, once per frame).
+        copy = type(src) is not bytes
         while end - pos >= HEADER_SIZE:
             size, kind, call_id = unpack(src, pos)
             if kind not in KINDS:
@@ -154,6 +163,7 @@ class FrameDecoder:
             stop = start + size
             if stop > end:
                 break
-            frames.append(Frame(kind, call_id, bytes(src[start:stop])))
+            payload = bytes(src[start:stop]) if copy else src[start:stop]
+            frames.append(_new_frame(Frame, (kind, call_id, payload)))
             pos = stop
         return frames, pos

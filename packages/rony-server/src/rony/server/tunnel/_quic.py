@@ -67,6 +67,7 @@ from rony.server.tunnel._frames import (
     FrameTooLargeError,
     check_max_frame_size,
     encode_frame,
+    pack_header,
 )
 
 if TYPE_CHECKING:
@@ -481,7 +482,9 @@ class ServerLink(_Link):
             assert self.peer is not None
             reply = await self._handler(request, self.peer)
             data = reply if type(reply) is bytes else reply.SerializeToString()  # type: ignore[union-attr]
-            frame = encode_frame(REPLY, call_id, data, self._max_frame)
+            if len(data) > self._max_frame:
+                encode_frame(REPLY, call_id, data, self._max_frame)  # raises FrameTooLargeError
+            frame = pack_header(len(data), REPLY, call_id) + data
         except RonyError as err:
             frame = encode_frame(ERROR, call_id, _error_payload(err), self._max_frame)
         except Exception:
@@ -539,7 +542,10 @@ class ClientLink(_Link):
         self._next_id = call_id + 1
         # Encoded (and its size checked) before a slot is taken or a byte is sent.
         payload = msg if type(msg) is bytes else msg.SerializeToString()  # type: ignore[union-attr]
-        data = encode_frame(REQUEST, call_id, payload, self._max_frame)
+        size = len(payload)
+        if size > self._max_frame:
+            encode_frame(REQUEST, call_id, payload, self._max_frame)  # raises FrameTooLargeError
+        data = pack_header(size, REQUEST, call_id) + payload  # (encode_frame's, inline)
         if self._inflight >= self._limit:
             await self._wait_slot(deadline)
         self._inflight += 1
