@@ -77,6 +77,7 @@ from rony.core.errors import (
     UnavailableError,
 )
 from rony.server._app import App, HandlerEntry
+from rony.server._metrics import FIRST_BUCKET as _FIRST
 from rony.server._metrics import RequestMetrics
 from rony.server.logs import log_access, request_extra
 
@@ -481,7 +482,18 @@ class Dispatcher:
             if released is not None:  # (only a SyncRun container member has a release)
                 ctx.next_can_go()
             if metrics is not None:
-                metrics.observe(ctx, entry, started, done or ctx.error is not None)
+                # The usual request (a known series, answered within the first bucket, no
+                # error) is counted here, inline; observe() takes the others (one call fewer
+                # per request: a quarter of what metrics cost a small request).
+                elapsed = _monotonic() - started
+                series = None
+                if entry is not None:
+                    series = metrics.by_kind[dctx.kind].get(entry.constructor)
+                if series is not None and done and ctx.error is None and 0.0 < elapsed <= _FIRST:
+                    series.buckets[0] += 1
+                    series.sum += elapsed
+                else:
+                    metrics.observe(ctx, entry, started, done or ctx.error is not None)
             if self.access_log:
                 log_access(ctx, entry, started, done or ctx.error is not None)
             if ctx.error is not None:

@@ -35,7 +35,14 @@ from rony.core import C_Error, Error, Kind, MessageEnvelope, RequestCtx, RonyErr
 
 from ._app import HandlerEntry
 
-__all__ = ["BUCKETS", "GatewayCounters", "RemoteCalls", "RequestMetrics", "RequestSeries"]
+__all__ = [
+    "BUCKETS",
+    "FIRST_BUCKET",
+    "GatewayCounters",
+    "RemoteCalls",
+    "RequestMetrics",
+    "RequestSeries",
+]
 
 BUCKETS: tuple[float, ...] = (
     0.0001, 0.0005, 0.001, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 2.0, 3.0, 5.0,
@@ -43,7 +50,7 @@ BUCKETS: tuple[float, ...] = (
 """Histogram bounds in seconds: Go Rony's millisecond buckets (0.1 ms .. 5 s), in seconds."""
 
 UNKNOWN = "unknown"
-_FIRST = BUCKETS[0]
+FIRST_BUCKET = _FIRST = BUCKETS[0]
 _bisect = bisect_left
 
 
@@ -68,15 +75,15 @@ class RequestSeries:
 class RequestMetrics:
     """The dispatcher's request figures: what :meth:`observe` is given per finished request."""
 
-    __slots__ = ("_by_kind", "_unknown")
+    __slots__ = ("_unknown", "by_kind")
 
     def __init__(self) -> None:
         # Indexed by Kind (an IntEnum): one dict of constructor -> series per kind.
-        self._by_kind: list[dict[int, RequestSeries]] = [{} for _ in range(max(Kind) + 1)]
+        self.by_kind: list[dict[int, RequestSeries]] = [{} for _ in range(max(Kind) + 1)]
         self._unknown: dict[Kind, RequestSeries] = {}
 
     def series(self) -> list[RequestSeries]:
-        out = [s for d in self._by_kind for s in d.values()]
+        out = [s for d in self.by_kind for s in d.values()]
         return out + list(self._unknown.values())
 
     def observe(
@@ -86,7 +93,7 @@ class RequestMetrics:
         kept to a few reads and additions (~2.7 k instructions, callgrind)."""
         elapsed = _monotonic() - started
         if entry is not None:
-            series = self._by_kind[ctx.dispatch.kind].get(entry.constructor)
+            series = self.by_kind[ctx.dispatch.kind].get(entry.constructor)
             if series is None:
                 series = self._new(ctx.dispatch.kind, entry)
         else:
@@ -110,7 +117,7 @@ class RequestMetrics:
             name = f"{entry.service}.{entry.method}" if entry.service else entry.method
         else:
             name = registry.name_of(entry.constructor) or str(entry.constructor)
-        series = self._by_kind[kind][entry.constructor] = RequestSeries(
+        series = self.by_kind[kind][entry.constructor] = RequestSeries(
             kind, entry.constructor, name
         )
         return series
