@@ -138,23 +138,39 @@ def run_protoc(
         raise GenerationError(["no .proto files given (and none found)"])
     with tempfile.TemporaryDirectory(prefix="rony-plugin-") as tmp:
         plugin = _plugin_script(Path(tmp))
-        args = [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            *(f"-I{p}" for p in include_path(includes)),
-            f"--plugin=protoc-gen-rony={plugin}",
-            f"--python_out={out}",
-            f"--pyi_out={out}",
-            f"--rony_out={out}",
-            *(os.fspath(p) for p in protos),
-        ]
-        try:
-            proc = subprocess.run(
-                args, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise GenerationError([f"protoc did not finish within {timeout:g} s"]) from None
+        protoc(
+            protos,
+            includes,
+            [
+                f"--plugin=protoc-gen-rony={plugin}",
+                f"--python_out={out}",
+                f"--pyi_out={out}",
+                f"--rony_out={out}",
+            ],
+            timeout,
+        )
+
+
+def protoc(
+    protos: Sequence[str | os.PathLike[str]],
+    includes: Sequence[str | os.PathLike[str]],
+    outputs: Sequence[str],
+    timeout: float,
+) -> None:
+    """grpc_tools' protoc on ``protos`` with ``outputs`` (its --*_out flags); a failure or a
+    run past ``timeout`` is a GenerationError with protoc's messages cleaned."""
+    args = [
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
+        *(f"-I{p}" for p in include_path(includes)),
+        *outputs,
+        *(os.fspath(p) for p in protos),
+    ]
+    try:
+        proc = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        raise GenerationError([f"protoc did not finish within {timeout:g} s"]) from None
     if proc.returncode != 0:
         raise GenerationError(_clean_protoc_errors(proc.stderr))
 

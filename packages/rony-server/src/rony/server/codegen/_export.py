@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,7 +39,7 @@ from rony.core import message_id, method_id
 from rony.core.pb import msg_pb2
 
 from ._clean_proto import RONY_OPTIONS_PROTO, clean_proto, options_pool
-from ._driver import PROTOC_TIMEOUT, GenResult, _clean_protoc_errors, _install, include_path
+from ._driver import PROTOC_TIMEOUT, GenResult, _install, protoc
 from ._model import FileModel, GenerationError, build_model
 from ._openapi import openapi_document
 
@@ -84,24 +82,12 @@ def _descriptors(
         raise GenerationError(["no .proto files given (and none found)"])
     with tempfile.TemporaryDirectory(prefix="rony-export-") as tmp:
         out = Path(tmp) / "descriptors.pb"
-        args = [
-            sys.executable,
-            "-m",
-            "grpc_tools.protoc",
-            *(f"-I{p}" for p in include_path(includes)),
-            f"--descriptor_set_out={out}",
-            "--include_imports",
-            "--include_source_info",
-            *(os.fspath(p) for p in protos),
-        ]
-        try:
-            proc = subprocess.run(
-                args, capture_output=True, text=True, timeout=timeout, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise GenerationError([f"protoc did not finish within {timeout:g} s"]) from None
-        if proc.returncode != 0:
-            raise GenerationError(_clean_protoc_errors(proc.stderr))
+        protoc(
+            protos,
+            includes,
+            [f"--descriptor_set_out={out}", "--include_imports", "--include_source_info"],
+            timeout,
+        )
         files = FileDescriptorSet.FromString(out.read_bytes()).file
     wanted = _names_to_generate(protos, includes)
     known = {f.name for f in files}
