@@ -214,7 +214,8 @@ def _compile(
                 # The first field's tag is a constant too: it joins the prefix bytes.
                 env["_PT"] = order.prefix + bytes((int(run[0]),))
                 env["_SP"] = struct.Struct(f">{len(order.prefix) + 1}sQ{fmt[2:]}")
-                with_prefix.append(f"_SP.pack(_PT, {', '.join(run[1:])})")
+                env["_SPpack"] = env["_SP"].pack  # (bound once: one global, no attribute)
+                with_prefix.append(f"_SPpack(_PT, {', '.join(run[1:])})")
             else:
                 with_prefix.append(parts[-1])
             run.clear()
@@ -240,7 +241,7 @@ def _compile(
     flush()
     n = len(order.encoders)
     expr = " + ".join(parts) or 'b""'
-    if not with_prefix or not with_prefix[0].startswith("_SP."):
+    if not with_prefix or not with_prefix[0].startswith("_SPpack("):
         with_prefix.insert(0, "_P")
     pexpr = " + ".join(with_prefix)
     args = ", ".join(params)
