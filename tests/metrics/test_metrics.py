@@ -308,6 +308,41 @@ async def test_frames_dropped_by_a_full_write_queue_are_not_counted_as_sent() ->
             writer.transport.abort()
 
 
+async def test_write_queue_bytes_cuts_off_a_slow_reader_of_large_replies() -> None:
+    # A frame count far above what is asked (write_queue_size 100,000), a byte bound of
+    # 1 MiB: 400 replies of 64 KiB (25 MiB) to a client that never reads must be cut off by
+    # the bytes, the queue never holding much more than the bound.
+    async with serve(app, write_queue_size=100_000, write_queue_bytes=1 << 20) as edge:
+        host, port = edge.gateway_address
+        _, writer = await _stalled_ws(host, port, 400, 64_000)
+        try:
+            # Without the byte bound the 400 frames fit the frame bound and the connection
+            # stays open (the client never closes it): only write_queue_bytes closes it.
+            await poll(
+                edge.url,
+                lambda s: (
+                    s.get("rony_gateway_websocket_write_queue_frames") > 0
+                    or s.get("rony_gateway_active_websocket_conns") == 0
+                ),
+                "frames queued",
+            )
+            await poll(
+                edge.url,
+                lambda s: s.get("rony_gateway_active_websocket_conns") == 0,
+                "the slow reader cut off",
+            )
+        finally:
+            writer.transport.abort()
+        # The node serves others afterwards.
+        async with AsyncClient(edge.url, transport="ws") as ws:
+            assert (await ws.call(C_Echo, Ping(ID=3), Pong)).ID == 3
+
+
+def test_write_queue_bytes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="write_queue_bytes"):
+        EdgeSettings(write_queue_bytes=0)
+
+
 async def test_refused_connection_is_counted() -> None:
     async with serve(app, max_connections=1) as edge:
         async with AsyncClient(edge.url, transport="ws") as ws:

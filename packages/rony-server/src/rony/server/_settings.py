@@ -67,6 +67,8 @@ class EdgeSettings:
                                           (None = no limit)
     write_queue_size        1024          frames queued for one WS; a client that does not
                                           read is closed with 1008
+    write_queue_bytes       64 MiB        bytes queued for one WS (text frames: characters);
+                                          over it, the same close
     shutdown_grace          10 s          default grace of ``Edge.stop()``
     trusted_proxies         ()            peers (IPs or CIDRs) whose X-Forwarded-For is read
     cors_origins            ("*",)        ``*`` reflects any Origin (as Go Rony); a list
@@ -150,6 +152,7 @@ class EdgeSettings:
     max_inflight_per_conn: int = 32
     handler_timeout: float | None = 30.0
     write_queue_size: int = 1024
+    write_queue_bytes: int = 64 * 1024 * 1024
     shutdown_grace: float = 10.0
     trusted_proxies: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ("*",)
@@ -199,6 +202,7 @@ class EdgeSettings:
             "max_connections",
             "max_inflight_per_conn",
             "write_queue_size",
+            "write_queue_bytes",
         )
         for name in positive:
             if getattr(self, name) < 1:

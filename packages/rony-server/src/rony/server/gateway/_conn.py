@@ -214,6 +214,7 @@ class WSConn(_Values):
         "_direct",
         "_drained",
         "_queue",
+        "_queued_bytes",
         "_waiter",
         "_writer",
         "client_ip",
@@ -231,6 +232,7 @@ class WSConn(_Values):
         "inflight",
         "last_activity",
         "loop",
+        "queue_bytes",
         "queue_size",
         "reader_done",
         "request",
@@ -253,6 +255,7 @@ class WSConn(_Values):
         *,
         compress: bool = False,
         counters: GatewayCounters | None = None,
+        queue_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         super().__init__(conn_id, values)
         # Frames and bytes sent (the gateway's counters, shared by its conns).
@@ -261,6 +264,7 @@ class WSConn(_Values):
         self.ws = ws
         self.request = request
         self.queue_size = queue_size
+        self.queue_bytes = queue_bytes  # write_queue_bytes: the queue's bound in bytes
         self.loop = asyncio.get_running_loop()
         self.clock = loop_clock(self.loop)  # loop.time, cheaper
         self.last_activity = self.clock()
@@ -287,6 +291,7 @@ class WSConn(_Values):
         self.context = contextvars.copy_context()  # every request starts in a copy of this
         self.text_mode = False  # set once the client sends a text (JSON) frame
         self._queue: collections.deque[bytes | str] = collections.deque()
+        self._queued_bytes = 0  # len() of the queued frames (characters for a text frame)
         self._waiter: asyncio.Future[None] | None = None
         self._closing = False
         # Fast path: with compression off, aiohttp writes a frame to the transport at once and
@@ -371,17 +376,25 @@ class WSConn(_Values):
             c.ws_out_bytes += len(frame) if isinstance(frame, bytes) else len(frame.encode())
             self._write_now(frame)
             return
-        if len(self._queue) >= self.queue_size:
+        size = len(frame)
+        queued = self._queued_bytes + size
+        if len(self._queue) >= self.queue_size or (queued > self.queue_bytes and self._queue):
+            # Full by frames (write_queue_size) or by bytes (write_queue_bytes: a frame
+            # count alone let a client that does not read hold 1,024 large replies). A
+            # single frame over the byte bound is still queued when the queue is empty: it
+            # is bounded by max_message_size, and the bound is about a client falling behind.
             if self.close_task is None:  # once per connection, not once per dropped frame
                 log.warning(
-                    "conn %s: write queue full (%d frames); closing the slow client",
+                    "conn %s: write queue full (%d frames, %d bytes); closing the slow client",
                     self.conn_id,
-                    self.queue_size,
+                    len(self._queue),
+                    self._queued_bytes,
                 )
             self.close_soon(WSCloseCode.POLICY_VIOLATION, "write queue full")
             return  # (dropped: not counted as sent)
         c.ws_out += 1
-        c.ws_out_bytes += len(frame) if isinstance(frame, bytes) else len(frame.encode())
+        c.ws_out_bytes += size if isinstance(frame, bytes) else len(frame.encode())
+        self._queued_bytes = queued
         self._queue.append(frame)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -429,6 +442,7 @@ class WSConn(_Values):
             while True:
                 while queue and self._blocked is None:
                     frame = queue.popleft()
+                    self._queued_bytes -= len(frame)
                     if isinstance(frame, bytes):
                         await ws.send_bytes(frame)
                     else:
@@ -446,6 +460,7 @@ class WSConn(_Values):
             # ConnectionError, or RuntimeError on a closing socket): drop what is queued.
             log.debug("conn %s: write failed: %s", self.conn_id, exc)
             queue.clear()
+            self._queued_bytes = 0
             self._closing = True
         finally:
             self._wake_drained()
@@ -500,6 +515,7 @@ class WSConn(_Values):
         """After reading ended: stop the writer, release everything."""
         self._closing = True
         self._queue.clear()
+        self._queued_bytes = 0
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)

@@ -649,6 +649,7 @@ class Gateway:
             s.write_queue_size,
             compress=s.ws_compress,
             counters=self.counters,
+            queue_bytes=s.write_queue_bytes,
         )
         app = self.dispatcher.app
         if app.connect_hooks and not await self._connected(conn, app.connect_hooks):
