@@ -78,9 +78,8 @@ async def render_us(series: int, number: int) -> tuple[float, float]:
             )
             for i in range(series):
                 entry = HandlerEntry(1000 + i, (nothing,), Ping, service="Bench", method=f"M{i}")
-                now = time.monotonic()
-                metrics.observe(ok, entry, now, True)  # type: ignore[arg-type]
-                metrics.observe(bad, entry, now, True)  # type: ignore[arg-type]
+                metrics.observe(ok, entry, 0.00001, True)  # type: ignore[arg-type]
+                metrics.observe(bad, entry, 0.00001, True)  # type: ignore[arg-type]
                 name = f"Bench.M{i}"
                 requests.labels("gateway", name, "ok").inc()
                 requests.labels("gateway", name, "E07").inc()

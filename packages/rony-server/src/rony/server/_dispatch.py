@@ -493,7 +493,7 @@ class Dispatcher:
                     series.buckets[0] += 1
                     series.sum += elapsed
                 else:
-                    metrics.observe(ctx, entry, started, done or ctx.error is not None)
+                    metrics.observe(ctx, entry, elapsed, done or ctx.error is not None)
             if self.access_log:
                 log_access(ctx, entry, started, done or ctx.error is not None)
             if ctx.error is not None:

@@ -11,9 +11,9 @@ Nothing of ``prometheus_client`` runs per request. The parts count what they do 
 attributes and lists they own: the dispatcher a :class:`RequestSeries` per (kind, constructor)
 (a count per duration bucket, the sum of durations, errors by code), the gateway its
 connections, messages and bytes, the store's writer its commits, the membership its probes,
-the tunnel its calls. A scrape walks them once and builds the metric families
-(:class:`EdgeCollector`, registered in a registry of the Edge's own, so several Edges in one
-process do not collide). A prometheus_client ``Counter.labels(...).inc()`` per request costs
+the tunnel its calls. A scrape walks them once and writes them in the text format
+(``rony.server._prometheus.EdgeCollector``), then renders the Edge's own registry (process
+metrics, the app's collectors; one per Edge, so several Edges in one process do not collide). A prometheus_client ``Counter.labels(...).inc()`` per request costs
 a lock and a dict lookup of a label tuple, ~1 µs: a tenth of a small WebSocket request.
 
 Names follow Go Rony's (``rony_`` namespace; inventory §2.10) with the ``_total`` and
@@ -87,11 +87,12 @@ class RequestMetrics:
         return out + list(self._unknown.values())
 
     def observe(
-        self, ctx: RequestCtx, entry: HandlerEntry | None, started: float, done: bool
+        self, ctx: RequestCtx, entry: HandlerEntry | None, elapsed: float, done: bool
     ) -> None:
-        """One request ended (``done`` False: cancelled, e.g. by Edge.stop). Once per request:
-        kept to a few reads and additions (~2.7 k instructions, callgrind)."""
-        elapsed = _monotonic() - started
+        """One request ended after ``elapsed`` seconds (``done`` False: cancelled, e.g. by
+        Edge.stop). The dispatcher counts the usual request inline (a known series, the first
+        bucket, no error) and calls this for the others: a new series, a slower request, an
+        error."""
         if entry is not None:
             series = self.by_kind[ctx.dispatch.kind].get(entry.constructor)
             if series is None:
