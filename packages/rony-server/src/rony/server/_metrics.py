@@ -13,8 +13,9 @@ attributes and lists they own: the dispatcher a :class:`RequestSeries` per (kind
 connections, messages and bytes, the store's writer its commits, the membership its probes,
 the tunnel its calls. A scrape walks them once and writes them in the text format
 (``rony.server._prometheus.EdgeCollector``), then renders the Edge's own registry (process
-metrics, the app's collectors; one per Edge, so several Edges in one process do not collide). A prometheus_client ``Counter.labels(...).inc()`` per request costs
-a lock and a dict lookup of a label tuple, ~1 µs: a tenth of a small WebSocket request.
+metrics, the app's collectors; one per Edge, so several Edges in one process do not
+collide). A prometheus_client ``Counter.labels(...).inc()`` per request costs a lock and a dict
+lookup of a label tuple, ~1 µs: a tenth of a small WebSocket request.
 
 Names follow Go Rony's (``rony_`` namespace; inventory §2.10) with the ``_total`` and
 ``_seconds`` suffixes Prometheus expects. Durations are in seconds, with Go Rony's bucket
