@@ -9,8 +9,8 @@ with each request; many such clients lock everyone else out (slowloris). Go's ne
 Here the clock starts at the first byte of a request head (a new connection's, or the next one
 on a kept-alive connection) and stops when the head is parsed: over ``header_timeout`` the
 client gets ``408 Request Timeout`` and the connection is closed. A connection that sends
-nothing is left to the keep-alive timer, a WebSocket (once upgraded) and a request body are
-not timed here (``idle_timeout`` and ``max_message_size`` bound those).
+nothing is left to the keep-alive timer; a WebSocket (once upgraded) and a request body are
+not timed here (``idle_timeout`` bounds the one, the gateway's ``body_timeout`` the other).
 """
 
 from __future__ import annotations

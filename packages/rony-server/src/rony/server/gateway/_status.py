@@ -186,7 +186,7 @@ class StatusPage:
             }
         return snap
 
-    def _connections(self) -> dict[str, int | None]:
+    def _connections(self) -> dict[str, int]:
         gateway = self._gateway
         open_now = gateway.open_connections
         ws = len(gateway.ws_conns)
@@ -253,10 +253,6 @@ def _addrs(addrs: list[str]) -> str:
     return "<br>".join(_e(a) for a in addrs) if addrs else '<span class="none">none</span>'
 
 
-def _count(value: int | None) -> str:
-    return '<span class="none">not counted</span>' if value is None else _e(value)
-
-
 def _duration(seconds: float) -> str:
     s = int(seconds)
     days, s = divmod(s, 86400)
@@ -307,7 +303,7 @@ def render_html(snap: dict[str, Any], json_href: str = "status.json") -> str:
                 f"{_e(conns['open'])} ({_e(conns['websocket'])} WebSocket, "
                 f"{_e(conns['http'])} HTTP)",
             ),
-            ("connections accepted", _count(conns["accepted_total"])),
+            ("connections accepted", _e(conns["accepted_total"])),
         ]
     )
     req = snap["requests"]
