@@ -241,12 +241,16 @@ class EdgeSettings:
         if not isinstance(logging.getLevelName(self.log_level), int):
             raise ValueError(f"EdgeSettings.log_level {self.log_level!r} is not a logging level")
 
-    def _check_status_path(self) -> None:
-        for net in self.status_networks:
+    def _check_networks(self, name: str) -> None:
+        """Each entry of the setting ``name`` is an IP network (or address); else ValueError."""
+        for net in getattr(self, name):
             try:
                 ipaddress.ip_network(net, strict=False)
             except ValueError as exc:
-                raise ValueError(f"EdgeSettings.status_networks: {exc}") from None
+                raise ValueError(f"EdgeSettings.{name}: {exc}") from None
+
+    def _check_status_path(self) -> None:
+        self._check_networks("status_networks")
         path = self.status_path
         if path is None:
             return
@@ -260,11 +264,7 @@ class EdgeSettings:
             raise ValueError(f"EdgeSettings.status_path {path!r} collides with health_path")
 
     def _check_metrics(self) -> None:
-        for net in self.metrics_networks:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"EdgeSettings.metrics_networks: {exc}") from None
+        self._check_networks("metrics_networks")
         if self.metrics_listen is not None:
             try:
                 parse_hostport(self.metrics_listen)
