@@ -368,8 +368,7 @@ class MetricsEndpoint:
         self._trusted = parse_networks(tuple(trusted_proxies))
 
     def respond(self, request: web.BaseRequest) -> web.Response:
-        peer = request.remote or ""
-        client = client_ip(peer, request.headers, self._trusted) if self._trusted else peer
+        client = client_ip(request.remote or "", request.headers, self._trusted)
         if not allowed(client, self._networks):
             return web.Response(
                 status=403,
