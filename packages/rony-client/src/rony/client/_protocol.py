@@ -616,12 +616,12 @@ class ClientCore:
         # JSON mode: every request is Go Rony's JSON envelope (a WS text frame, an HTTP body
         # of Content-Type application/json) and so is every reply the gateway sends back.
         self.json = encoding == "json"
-        if self.json and self.settings_auth_given(settings):
+        self.settings = s = settings or ClientSettings()
+        if self.json and s.auth:
             raise ValueError(
                 "encoding='json' cannot carry ClientSettings.auth (Go Rony's JSON envelope has "
                 "no Auth field): send it in a header, or use encoding='protobuf'"
             )
-        self.settings = s = settings or ClientSettings()
         self.request_timeout = s.request_timeout
         self.dial_timeout = s.dial_timeout
         self.follow_redirects = s.follow_redirects
@@ -639,10 +639,6 @@ class ClientCore:
         self._deadline = s.effective_deadline
         # Auth (field 8) and Header (field 10) of every request, serialised once.
         self._tail = MessageEnvelope(Auth=s.auth, Header=self._headers).SerializeToString()
-
-    @staticmethod
-    def settings_auth_given(settings: ClientSettings | None) -> bool:
-        return settings is not None and bool(settings.auth)
 
     # --- building requests ------------------------------------------------------------------------
 
