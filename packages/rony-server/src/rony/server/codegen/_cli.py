@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from google.protobuf import descriptor_pb2 as d
 
-from ._names import _snake, docstring_lines
+from ._names import _literal, _snake, docstring_lines
 from ._version import GENERATOR_VERSION
 
 if TYPE_CHECKING:
@@ -217,15 +217,6 @@ class _Call:
                 out += a.lines(indent + "    ", ",")
         out.append(f"{indent}){tail}")
         return out
-
-
-def _literal(s: str) -> str:
-    """As ``_render._literal`` (which this module cannot import at its top: ``_render`` imports
-    ``_model``, which imports this module)."""
-    body = s.replace("\\", "\\\\").replace("\n", "\\n")
-    if '"' in s and "'" not in s:
-        return "'" + body + "'"
-    return '"' + body.replace('"', '\\"') + '"'
 
 
 def _first_paragraph(doc: str) -> str:

@@ -73,3 +73,13 @@ def docstring_lines(text: str, width: int) -> list[str]:
     while out and not out[0]:
         out.pop(0)
     return out
+
+
+def _literal(s: str) -> str:
+    """A string literal as ruff format writes it (double quotes unless that needs escapes).
+    Here, with the other name helpers, so that every renderer (``_render``, ``_repo_render``,
+    ``_cli``) shares it without an import cycle through ``_model``."""
+    body = s.replace("\\", "\\\\").replace("\n", "\\n")
+    if '"' in s and "'" not in s:
+        return "'" + body + "'"
+    return '"' + body.replace('"', '\\"') + '"'

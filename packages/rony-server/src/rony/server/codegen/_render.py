@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 
 from ._model import FileModel, MessageRef, MethodModel, ServiceModel
-from ._names import docstring_lines, tunnel_function
+from ._names import _literal, docstring_lines, tunnel_function
 from ._version import GENERATOR_VERSION
 
 __all__ = ["render"]
@@ -67,14 +67,6 @@ _RESERVED = frozenset(
         "server_id",
     }
 )
-
-
-def _literal(s: str) -> str:
-    """A string literal as ruff format writes it (double quotes unless that needs escapes)."""
-    body = s.replace("\\", "\\\\").replace("\n", "\\n")
-    if '"' in s and "'" not in s:
-        return "'" + body + "'"
-    return '"' + body.replace('"', '\\"') + '"'
 
 
 def _natural(name: str) -> tuple[object, ...]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ._names import snake_case
-from ._render import WIDTH, _all_key, _call, _docstring, _literal, _member_key
+from ._names import _literal, snake_case
+from ._render import WIDTH, _all_key, _call, _docstring, _member_key
 from ._repo import KeyField, RepoModel, params
 from ._version import GENERATOR_VERSION
 
