@@ -17,6 +17,7 @@ from rony.store.errors import (
 from rony.store.repo import (
     DEFAULT_LIST_LIMIT,
     MAX_LIST_LIMIT,
+    NAMESPACE,
     AsyncRepository,
     AsyncSingleton,
     Index,
@@ -237,3 +238,75 @@ async def test_async_faces(tmp_path: Path) -> None:
         assert await one.delete()
         with pytest.raises(WrongTypeError):
             AsyncRepository(spec(), astore.store)
+
+
+# -- the write path: one B-tree pass for the table entry, new entries added blind ------------
+
+
+def _entries(store: Store) -> dict[bytes, bytes]:
+    """Every repository key with its value (live ones: a scan hides expired keys)."""
+    return dict(store.scan(NAMESPACE))
+
+
+def test_a_refused_write_inside_a_transaction_leaves_it_as_it_was(
+    store: Store, repo: Repository[Any]
+) -> None:
+    p = Post(user_id=1, created=5, id=1, topic="go", title="t", tags=["a"])
+    repo.save(p)
+    before = _entries(store)
+
+    def fn(txn: Any) -> None:
+        with pytest.raises(RecordExistsError):  # caught: the transaction goes on
+            repo.create_in(txn, Post(user_id=1, created=5, id=1, title="other", tags=["b"]))
+        with pytest.raises(RecordNotFoundError):
+            repo.update_in(txn, Post(user_id=9, created=0, id=0, title="x"))
+
+    store.transact(fn)
+    assert _entries(store) == before
+    assert repo.read(1, 5, 1) == p
+    assert repo.read(9, 0, 0) is None
+
+
+def test_an_expired_record_is_replaced_with_its_old_entries_gone(
+    store: Store, repo: Repository[Any], clock: ManualClock
+) -> None:
+    repo.save(Post(user_id=1, created=0, id=0, topic="old", title="old", tags=["o"]), ttl=1)
+    clock.advance(2)  # expired, not swept: its entries are still in the file
+    with pytest.raises(RecordNotFoundError):
+        repo.update(Post(user_id=1, created=0, id=0))
+    new = Post(user_id=1, created=0, id=0, topic="new", title="new", tags=["n"])
+    repo.create(new)
+    assert repo.list_by_index("title", "old") == []
+    assert repo.list_by_index("tags", "n") == [new]
+    # Nothing of the old record is left, live or expired, and nothing keeps a TTL.
+    stats = store.stats()
+    assert stats.with_ttl == 0
+    assert stats.entries == len(_entries(store)) == 1 + 1 + 1 + 1  # table, view, two indexes
+
+
+def test_an_entry_left_by_a_half_swept_record_gets_the_new_records_ttl(
+    store: Store, repo: Repository[Any], clock: ManualClock
+) -> None:
+    repo.save(Post(user_id=1, created=0, id=0, topic="go", title="t", tags=["x"]), ttl=1)
+    clock.advance(2)
+    # Expired entries are swept in key order: index ("i") entries, the table ("t"), then the
+    # view ("v"); stop after the table entry, so the view's copy is left behind.
+    assert store.sweep(limit=3) == 3
+    assert store.stats().with_ttl == 1
+    p = Post(user_id=1, created=0, id=0, topic="go", title="t", tags=["x", "x"])
+    repo.save(p)  # no TTL: the left-behind view entry must lose its TTL with it
+    assert store.stats().with_ttl == 0
+    clock.advance(1000)
+    assert store.sweep() == 0
+    assert repo.read_by("by_topic", "go", 1, 0, 0) == p
+    assert repo.list_by_index("tags", "x") == [p]  # one entry for the value given twice
+
+
+def test_a_record_with_a_ttl_gives_every_entry_one_ttl_entry(
+    store: Store, repo: Repository[Any], clock: ManualClock
+) -> None:
+    repo.save(Post(user_id=1, created=0, id=0, topic="go", title="t", tags=["x", "x", "y"]), ttl=5)
+    assert store.stats().with_ttl == len(_entries(store)) == 1 + 1 + 1 + 2
+    clock.advance(6)
+    assert store.sweep() == 5
+    assert store.stats().entries == 0

@@ -855,19 +855,36 @@ class Engine:
         except BaseException as exc:
             raise self._write_error(exc) from None
 
-    def _raw_set(self, raw: Any, key: bytes, new_raw: bytes, expiry: int) -> None:
-        """``set`` without keep_ttl: one B-tree pass for the value, index fixed after."""
+    def _raw_set(self, raw: Any, key: bytes, new_raw: bytes, expiry: int) -> bytes | None:
+        """``set`` without keep_ttl: one B-tree pass for the value, index fixed after. The
+        old raw value (expired or not; None: there was none)."""
         try:
-            old = raw.replace(key, new_raw, db=self._data)
+            old: bytes | None = raw.replace(key, new_raw, db=self._data)
             if old is not None and old[:8] != _Z:
                 old_expiry = _unpack(old)[0]
                 if old_expiry == expiry:
-                    return
+                    return old
                 raw.delete(old[:8], key, db=self._index)
             if expiry:
                 raw.put(_pack(expiry), key, db=self._index)
         except BaseException as exc:
             raise self._write_error(exc) from None
+        return old
+
+    def _raw_add(self, raw: Any, keys: list[bytes], new_raw: bytes, expiry: int) -> None:
+        """``new_raw`` under each of ``keys``, which should not exist (a repository record's
+        new entries): one B-tree pass each, with no look-up of an old value first. A key that
+        does exist (an entry an expired record left behind, or one value twice) is set as
+        ``_raw_set`` does, so its TTL entry is right."""
+        for key in keys:
+            try:
+                added = raw.put(key, new_raw, overwrite=False)
+                if added and expiry:
+                    raw.put(_pack(expiry), key, db=self._index)
+            except BaseException as exc:
+                raise self._write_error(exc) from None
+            if not added:
+                self._raw_set(raw, key, new_raw, expiry)
 
     def _set_now(self, key: bytes, new_raw: bytes, expiry: int) -> None:
         """Fast mode ``set`` (no keep_ttl) as its own commit in the caller's thread: the

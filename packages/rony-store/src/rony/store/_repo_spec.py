@@ -9,9 +9,11 @@ starts with, so repository keys and ``keys.pack`` user keys never meet), then
   Views store a copy rather than a pointer so that reading or listing by a view costs what it
   costs on the table (one get, or one scan), the way Go Rony did; the price is the record's
   bytes once more per view on every write, which the same transaction writes (and deletes);
-- an index (kind ``"i"``, order = the field): ``… + pack(value) + pack(*primary key)`` -> the
-  packed primary key: a pointer, since an indexed value is rarely unique and an index is read
-  to find records, then each is read from the table (``get_many`` in one snapshot);
+- an index (kind ``"i"``, order = the field): ``… + pack(value) + pack(*primary key)`` -> an
+  empty value: the key's tail is the record's packed primary key (a pointer, since an indexed
+  value is rarely unique: an index is read to find records, then each is read from the table,
+  ``get_many`` in one snapshot). Storing the primary key again as the value would only make
+  every index entry bigger (and a write slower);
 - a singleton (kind ``"s"``): ``… `` -> its bytes.
 
 A view's key holds every table key field (the declared ones first), so one record has exactly
@@ -313,7 +315,7 @@ class ModelSpec(Generic[M]):
     _table: _Order = field(init=False, repr=False)
     _views: dict[str, _Order] = field(init=False, repr=False)
     _indexes: dict[str, _IndexReady] = field(init=False, repr=False)
-    _entries: Callable[[M, bytes, bytes], dict[bytes, bytes]] = field(init=False, repr=False)
+    _keys: Callable[[M, bytes], tuple[list[bytes], list[bytes]]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         desc = self.message.DESCRIPTOR
@@ -343,7 +345,7 @@ class ModelSpec(Generic[M]):
                 field_encoder(self.message, ix.field, key=False),
                 bool(fd is not None and fd.is_repeated),
             )
-        self._entries = _compile_entries(tuple(self._views.values()), tuple(self._indexes.values()))
+        self._keys = _compile_keys(tuple(self._views.values()), tuple(self._indexes.values()))
 
     def _order(self, kind: str, order: KeyOrder) -> _Order:
         if len(set(order.names)) != len(order.names):
@@ -362,35 +364,54 @@ class ModelSpec(Generic[M]):
         return tuple(getattr(m, n) for n in self._table.names)
 
     def entries(self, m: M, pk: bytes, data: bytes) -> dict[bytes, bytes]:
-        """Every key (besides the table's) that record ``m`` has, with its value."""
-        return self._entries(m, pk, data)
+        """Every key (besides the table's) that record ``m`` (primary key ``pk``, bytes
+        ``data``) has, with its value: ``data`` for a view, empty for an index."""
+        view_keys, index_keys = self._keys(m, pk)
+        out = dict.fromkeys(view_keys, data)
+        out.update(dict.fromkeys(index_keys, b""))
+        return out
 
 
-def _compile_entries(
+def _compile_keys(
     views: tuple[_Order, ...], indexes: tuple[_IndexReady, ...]
-) -> Callable[[Any, bytes, bytes], dict[bytes, bytes]]:
-    """``entries(m, pk, data)`` of a model as one function built from source (it runs on
-    every write, twice when a record is replaced): a view's key is its compiled ``of``, an
-    index entry ``prefix + encoded value + pk`` -> ``pk`` (each element of a repeated
-    field). The values are the message's own, so the unchecked encoders apply."""
-    env: dict[str, Any] = {}
-    lines = ["def entries(m, pk, data):", "    out = {}"]
+) -> Callable[[Any, bytes], tuple[list[bytes], list[bytes]]]:
+    """``keys(m, pk)`` of a model, ``(view keys, index keys)``, as one function built from
+    source (it runs on every write, twice when a record is replaced): a view's key is its
+    compiled ``of``, an index key ``prefix + encoded value + pk`` (one per element of a
+    repeated field; a str value encoded inline, as ``keys.encode_str`` does). The values are
+    the message's own, so the unchecked encoders apply."""
+    env: dict[str, Any] = {"_escape": keys._escape}
     for i, view in enumerate(views):
         env[f"_VP{i}"], env[f"_VOF{i}"] = view.prefix, view.of
-        lines.append(f"    out[_VP{i} + _VOF{i}(m)] = data")
+    view_keys = ", ".join(f"_VP{i} + _VOF{i}(m)" for i in range(len(views)))
+    lines = ["def entry_keys(m, pk):", f"    v_keys = [{view_keys}]", "    i_keys = []"]
     for i, ix in enumerate(indexes):
-        env[f"_IP{i}"], env[f"_IE{i}"] = ix.prefix, ix.of_message
+        env[f"_IE{i}"] = ix.of_message
         name = ix.name
         value = (
             f"m.{name}"
             if name.isidentifier() and not keyword.iskeyword(name)
             else (f"getattr(m, {name!r})")
         )
+        ind = "        " if ix.repeated else "    "
         if ix.repeated:
-            lines += [f"    for v in {value}:", f"        out[_IP{i} + _IE{i}(v) + pk] = pk"]
+            # A slice first: iterating a protobuf repeated field itself is several times
+            # slower than iterating the list a slice makes.
+            lines.append(f"    for v in {value}[:]:")
+            value = "v"
+        if ix.of_message is keys.encode_str:
+            # keys.encode_str inline: the tag joins the prefix; escaping is needed only when
+            # the bytes hold a 0 or a 1.
+            env[f"_IP{i}"] = ix.prefix + b"\x31"
+            lines += [
+                f"{ind}s = {value}.encode('utf-8', 'surrogatepass')",
+                f"{ind}i_keys.append(_IP{i} + (s + b'\\x00' if 0 not in s and 1 not in s "
+                "else _escape(s)) + pk)",
+            ]
         else:
-            lines.append(f"    out[_IP{i} + _IE{i}({value}) + pk] = pk")
-    lines.append("    return out")
+            env[f"_IP{i}"] = ix.prefix
+            lines.append(f"{ind}i_keys.append(_IP{i} + _IE{i}({value}) + pk)")
+    lines.append("    return v_keys, i_keys")
     exec("\n".join(lines) + "\n", env)
-    fn: Callable[[Any, bytes, bytes], dict[bytes, bytes]] = env["entries"]
+    fn: Callable[[Any, bytes], tuple[list[bytes], list[bytes]]] = env["entry_keys"]
     return fn

@@ -124,22 +124,8 @@ class _Base(Generic[M]):
         spec = self.spec
         pk = self._pk.of(m)
         table_key = self._pk.prefix + pk
-        old_raw = txn.get(table_key)
-        if old_raw is None:
-            if mode == _UPDATE:
-                raise RecordNotFoundError(f"{spec.name} {spec.key_of(m)!r} does not exist")
-        elif mode == _CREATE:
-            raise RecordExistsError(f"{spec.name} {spec.key_of(m)!r} exists")
         data = m.SerializeToString()
-        entries = spec._entries(m, pk, data)
-        if old_raw is not None:
-            for key in spec._entries(self._parse(old_raw), pk, old_raw):
-                if key not in entries:
-                    txn._delete(key)
-        # Every entry of the record gets the same header (so they expire together), written
-        # straight to the engine: the keys are built here, only their lengths need a check.
         eng = txn._eng
-        max_key = eng._max_key
         if len(data) > eng._options.max_value_size:
             raise InvalidValueError(f"record of {len(data)} bytes > max_value_size")
         if ttl is None:
@@ -149,20 +135,50 @@ class _Base(Generic[M]):
             assert seconds is not None
             expiry = _ttl.expiry_for(seconds, txn.now)
             header = _ttl.encode(b"", expiry)
-        raw_set = eng._raw_set
-        raw = txn._raw
         txn._enter()
+        view_keys, index_keys = spec._keys(m, pk)
+        # Every key is checked before anything is written: an error leaves the transaction
+        # as it was (the caller's ``transact`` function may catch it and go on).
+        max_key = eng._max_key
         if len(table_key) > max_key:
             raise InvalidKeyError(f"{spec.name}: a key of {len(table_key)} bytes > {max_key}")
-        # An entry's value is the record's bytes (a view) or its packed primary key (an
-        # index): each gets its header once.
-        with_data = header + data
-        with_pk = header + pk
-        raw_set(raw, table_key, with_data, expiry)
-        for key, value in entries.items():
+        for key in index_keys:
             if len(key) > max_key:
                 raise InvalidKeyError(f"{spec.name}: a key of {len(key)} bytes > {max_key}")
-            raw_set(raw, key, with_pk if value is pk else with_data, expiry)
+        for key in view_keys:
+            if len(key) > max_key:
+                raise InvalidKeyError(f"{spec.name}: a key of {len(key)} bytes > {max_key}")
+        # Every entry of the record gets the same header (so they expire together), written
+        # straight to the engine. The table entry is set first, in the one B-tree pass that
+        # also returns the old record (no look-up before it); a mode error puts it back.
+        raw = txn._raw
+        with_data = header + data
+        old = eng._raw_set(raw, table_key, with_data, expiry)
+        if old is None:
+            if mode == _UPDATE:
+                eng._raw_delete(raw, table_key)
+                raise RecordNotFoundError(f"{spec.name} {spec.key_of(m)!r} does not exist")
+            # A new record: its entries are new keys too (one pass each, no look-up).
+            if view_keys:
+                eng._raw_add(raw, view_keys, with_data, expiry)
+            eng._raw_add(raw, index_keys, header, expiry)
+            return
+        if _ttl.live_value(old, txn.now) is None:  # an expired record not yet swept
+            if mode == _UPDATE:
+                eng._raw_set(raw, table_key, old, _ttl.expiry_of(old))
+                raise RecordNotFoundError(f"{spec.name} {spec.key_of(m)!r} does not exist")
+        elif mode == _CREATE:
+            eng._raw_set(raw, table_key, old, _ttl.expiry_of(old))
+            raise RecordExistsError(f"{spec.name} {spec.key_of(m)!r} exists")
+        # Replacing a record (live or expired): its old entries that the new one lacks go,
+        # the others are set over (a view's copy changes; the TTL of every entry follows).
+        old_views, old_indexes = spec._keys(self._parse(old[8:]), pk)
+        for key in {*old_views, *old_indexes}.difference(view_keys, index_keys):
+            eng._raw_delete(raw, key)
+        for key in view_keys:
+            eng._raw_set(raw, key, with_data, expiry)
+        for key in index_keys:
+            eng._raw_set(raw, key, header, expiry)
 
     def _remove(self, txn: WriteTxn, key: tuple[Any, ...]) -> bool:
         pk = _key(self._pk, key)
@@ -170,7 +186,8 @@ class _Base(Generic[M]):
         old_raw = txn.get(table_key)
         if old_raw is None:
             return False
-        for k in self.spec._entries(self._parse(old_raw), pk, old_raw):
+        view_keys, index_keys = self.spec._keys(self._parse(old_raw), pk)
+        for k in (*view_keys, *index_keys):
             txn._delete(k)
         txn._delete(table_key)
         return True
@@ -247,8 +264,9 @@ class _Base(Generic[M]):
             mark = low + _key(self._pk, after)
             start, end = (None, mark) if reverse else (mark + b"\x00", None)
         items = list(txn.scan(low, start=start, end=end, reverse=bool(reverse), limit=skip + limit))
-        table = self._pk.prefix
-        raws = txn.get_many([table + pk for _, pk in items[skip:]])
+        # An index key is ``low`` + the record's packed primary key.
+        table, cut = self._pk.prefix, len(low)
+        raws = txn.get_many([table + key[cut:] for key, _ in items[skip:]])
         parse = self._parse
         return [parse(raw) for raw in raws if raw is not None]
 
