@@ -9,15 +9,22 @@ measured is the generated ``BenchPostRepo`` a user gets. Cases (goal in brackets
 
   read    ``repo.read(user_id, created, id)`` vs ``BenchPost.FromString(store.get(key))`` on
           the same store and records, the keys built beforehand (bytes)   [>= 0.8x]
-  write   ``repo.save_in(txn, post)`` (table entry + two index entries, after looking for an
-          old record) vs ``txn.set(key, post.SerializeToString())``: the same records, written
+  write   ``repo.save_in(txn, post)`` (table entry, set in the pass that returns the old
+          record, + two index entries) vs ``txn.set(key, post.SerializeToString())``: the
+          same records, written
           in transactions of ``--batch`` records through ``Store.transact``, both stores in
           fast mode (no fsync; durable mode adds the same fsync per commit to both sides)
                                                                           [>= 0.5x]
-          and, printed as a second ratio, vs a hand-written equivalent: per record the
-          ``txn.get`` of the old record, then ``txn.set`` of the record and of its two index
-          entries under the repository's keys (built beforehand), in the same transactions:
-          the store work the repository must do, without its Python                (information)
+          and, printed as a second ratio, vs a hand-written equivalent through the public
+          ``WriteTxn``: per record the ``txn.get`` of the old record, then ``txn.set`` of the
+          record and of its two index entries under the repository's keys (built
+          beforehand), in the same transactions                                   (information)
+          and, printed as a third ratio, the floor LMDB itself sets: raw ``lmdb`` puts of
+          the same table and index entries (their values, headers included) against raw
+          puts of the table entries alone, same transactions, no Python of ours (information)
+  durable the same write in the store's default mode (``durability="durable"``), one record
+          per call: ``repo.save(post)`` vs ``store.set(key, post.SerializeToString())``,
+          each acknowledged after its commit's fsync, ``--durable-records`` of them   [>= 0.5x]
   update  the same, overwriting records whose indexed values all change (the repository
           also deletes the old index entries)                              (information)
           and vs its hand-written equivalent: the get, the parse of the old record (its
@@ -41,6 +48,8 @@ from functools import partial
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+import lmdb
 
 from rony.server.codegen import generate
 from rony.store import Store
@@ -151,7 +160,57 @@ def write_by_hand(
         store.transact(fn)
 
 
-def bench(work: Path, n: int, batch: int, rounds: int) -> None:
+def lmdb_floor(work: Path, batch: int, keyed: Keyed, datas: list[bytes]) -> tuple[float, float]:
+    """Raw ``lmdb`` puts, records/s: (table + index entries, table entries alone), each into
+    a new environment with the store's flags (no sync), ``batch`` records per transaction."""
+    header = bytes(8)
+    n = len(keyed)
+
+    def run(with_entries: bool) -> float:
+        env = lmdb.open(
+            tempfile.mkdtemp(dir=work), map_size=1 << 31, sync=False, metasync=False, max_dbs=2
+        )
+        db = env.open_db(b"data")
+        t0 = time.perf_counter()
+        for i in range(0, n, batch):
+            with env.begin(write=True, db=db) as txn:
+                rows = zip(keyed[i : i + batch], datas[i : i + batch], strict=True)
+                for (key, entries), data in rows:
+                    txn.put(key, header + data)
+                    if with_entries:
+                        for ikey, value in entries:
+                            txn.put(ikey, header + value)
+        rate_ = n / (time.perf_counter() - t0)
+        env.close()
+        return rate_
+
+    return run(True), run(False)
+
+
+def durable_writes(work: Path, gen: ModuleType, items: list[Any], r: int) -> tuple[float, float]:
+    """records/s of ``repo.save`` and of ``store.set`` (the same records, same keys), one per
+    call, in two durable stores."""
+    with (
+        Store.open(work / f"dur-ours{r}", sweep_interval=None) as ours,
+        Store.open(work / f"dur-base{r}", sweep_interval=None) as base,
+    ):
+        repo = gen.BenchPostRepo(ours)
+        order = repo.repo.spec._table
+        keys = [order.prefix + order.of(m) for m in items]
+        save, put = repo.save, base.set
+        t0 = time.perf_counter()
+        for m in items:
+            save(m)
+        t1 = time.perf_counter()
+        for k, m in zip(keys, items, strict=True):
+            put(k, m.SerializeToString())
+        t2 = time.perf_counter()
+    shutil.rmtree(work / f"dur-ours{r}")
+    shutil.rmtree(work / f"dur-base{r}")
+    return len(items) / (t1 - t0), len(items) / (t2 - t1)
+
+
+def bench(work: Path, n: int, batch: int, rounds: int, durable_n: int) -> None:
     pb, gen = load(work)
     records = posts(pb, n)
     cls = pb.BenchPost
@@ -164,6 +223,10 @@ def bench(work: Path, n: int, batch: int, rounds: int) -> None:
     upd_hand: list[float] = []
     upd_ours: list[float] = []
     upd_base: list[float] = []
+    floor_all: list[float] = []
+    floor_table: list[float] = []
+    dur_ours: list[float] = []
+    dur_base: list[float] = []
     for r in range(rounds):
         ours_path, base_path = work / f"ours{r}", work / f"base{r}"
         with (
@@ -196,6 +259,10 @@ def bench(work: Path, n: int, batch: int, rounds: int) -> None:
 
             # The hand-written equivalent writes a third store under the repository's keys.
             first = plan(repo, records)
+            datas = [m.SerializeToString() for m in records]
+            f_all, f_table = lmdb_floor(work, batch, first, datas)
+            floor_all.append(f_all)
+            floor_table.append(f_table)
             write_ours.append(rate(n, lambda: write_repo(records)))
             write_base.append(rate(n, lambda: write_raw(records)))
             hand_path = work / f"hand{r}"
@@ -234,11 +301,16 @@ def bench(work: Path, n: int, batch: int, rounds: int) -> None:
             read_base.append(rate(n, read_raw))
         shutil.rmtree(ours_path)
         shutil.rmtree(base_path)
+        d_ours, d_base = durable_writes(work, gen, records[:durable_n], r)
+        dur_ours.append(d_ours)
+        dur_base.append(d_base)
 
     print(f"{n} records, {batch} per transaction, {rounds} rounds (medians; the machine is shared)")
     report("read by primary key vs get + parse", read_ours, read_base, "[>= 0.8x]")
     report("write, 2 indexes vs raw set of the records", write_ours, write_base, "[>= 0.5x]")
     report("write, 2 indexes vs the same sets by hand", write_ours, write_hand, "(information)")
+    report("lmdb alone: the same entries vs table only", floor_all, floor_table, "(the floor)")
+    report("durable, one save per call vs store.set", dur_ours, dur_base, "[>= 0.5x]")
     report("update, indexed values change vs raw set", upd_ours, upd_base, "(information)")
     report("update vs the same deletes and sets by hand", upd_ours, upd_hand, "(information)")
 
@@ -248,10 +320,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--records", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument("--durable-records", type=int, default=1000)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rony-bench-repo-"))
     try:
-        bench(work, args.records, args.batch, args.rounds)
+        bench(work, args.records, args.batch, args.rounds, args.durable_records)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
