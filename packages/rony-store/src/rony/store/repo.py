@@ -172,7 +172,7 @@ class _Base(Generic[M]):
             raise RecordExistsError(f"{spec.name} {spec.key_of(m)!r} exists")
         # Replacing a record (live or expired): its old entries that the new one lacks go,
         # the others are set over (a view's copy changes; the TTL of every entry follows).
-        old_views, old_indexes = spec._keys(self._parse(old[8:]), pk)
+        old_views, old_indexes = spec._keys(self._parse(old[_ttl.HEADER_SIZE :]), pk)
         for key in {*old_views, *old_indexes}.difference(view_keys, index_keys):
             eng._raw_delete(raw, key)
         for key in view_keys:
