@@ -70,6 +70,14 @@ class HandlerEntry:
     method: str = ""
     builtin: bool = False
 
+    @property
+    def display_name(self) -> str:
+        """How logs and metrics name this handler: ``Service.Method`` (the method alone when
+        it has no service), else its constructor's message name, else the number."""
+        if self.method:
+            return f"{self.service}.{self.method}" if self.service else self.method
+        return registry.name_of(self.constructor) or str(self.constructor)
+
 
 @dataclass(frozen=True, slots=True)
 class RestRoute:

@@ -398,8 +398,8 @@ class Dispatcher:
                 return dctx.drain() if drain and dctx.buffer else []
             if self.log_requests:
                 log.debug("conn %s request %d: %s (%d) from %s", ctx.conn_id, ctx.request_id,
-                          f"{entry.service}.{entry.method}" if entry.method else "handler",
-                          constructor, ctx.conn.client_ip, extra=request_extra(ctx))  # fmt: skip
+                          entry.display_name, constructor, ctx.conn.client_ip,
+                          extra=request_extra(ctx))  # fmt: skip
             tracing = self.tracing
             if tracing is not None and not entry.builtin:
                 traced = tracing.begin(ctx, entry)
@@ -554,7 +554,7 @@ class Dispatcher:
         what = "timed out after %ss" if cut else "caught its handler_timeout (%ss) and finished"
         log.warning(
             "%s " + what + " (conn %s, request %s)",
-            self._name(entry),
+            entry.display_name,
             limit,
             ctx.conn_id,
             ctx.request_id,
@@ -572,7 +572,7 @@ class Dispatcher:
             return
         log.error(
             "%s raised (conn %s, request %s)",
-            self._name(entry),
+            entry.display_name,
             ctx.conn_id,
             ctx.request_id,
             exc_info=True,
@@ -580,9 +580,3 @@ class Dispatcher:
         )
         # The client learns only that the server failed; the traceback stays in the log.
         ctx.push_error(InternalError("SERVER"))
-
-    @staticmethod
-    def _name(entry: HandlerEntry) -> str:
-        if entry.service or entry.method:
-            return f"{entry.service}.{entry.method}"
-        return f"handler {entry.constructor}"

@@ -32,7 +32,7 @@ import time
 from bisect import bisect_left
 from collections.abc import Sequence
 
-from rony.core import C_Error, Error, Kind, MessageEnvelope, RequestCtx, RonyError, registry
+from rony.core import C_Error, Error, Kind, MessageEnvelope, RequestCtx, RonyError
 
 from ._app import HandlerEntry
 
@@ -115,12 +115,8 @@ class RequestMetrics:
             errors[code] = errors.get(code, 0) + 1
 
     def _new(self, kind: Kind, entry: HandlerEntry) -> RequestSeries:
-        if entry.method:
-            name = f"{entry.service}.{entry.method}" if entry.service else entry.method
-        else:
-            name = registry.name_of(entry.constructor) or str(entry.constructor)
         series = self.by_kind[kind][entry.constructor] = RequestSeries(
-            kind, entry.constructor, name
+            kind, entry.constructor, entry.display_name
         )
         return series
 

@@ -91,9 +91,10 @@ def request_extra(ctx: RequestCtx, **more: Any) -> dict[str, Any]:
 
 
 def method_name(entry: HandlerEntry | None, constructor: int) -> str:
-    """``Service.Method``, a builtin's message name, or the bare constructor number."""
-    if entry is not None and entry.service and entry.method:
-        return f"{entry.service}.{entry.method}"
+    """The handler's ``display_name``; with no handler, the constructor's message name or
+    its bare number."""
+    if entry is not None:
+        return entry.display_name
     return registry.name_of(constructor) or str(constructor)
 
 
