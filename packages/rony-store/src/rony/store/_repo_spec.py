@@ -375,7 +375,7 @@ class ModelSpec(Generic[M]):
 def _compile_keys(
     views: tuple[_Order, ...], indexes: tuple[_IndexReady, ...]
 ) -> Callable[[Any, bytes], tuple[list[bytes], list[bytes]]]:
-    """``keys(m, pk)`` of a model, ``(view keys, index keys)``, as one function built from
+    """``ModelSpec._keys(m, pk)``: ``(view keys, index keys)``, as one function built from
     source (it runs on every write, twice when a record is replaced): a view's key is its
     compiled ``of``, an index key ``prefix + encoded value + pk`` (one per element of a
     repeated field; a str value encoded inline, as ``keys.encode_str`` does). The values are
