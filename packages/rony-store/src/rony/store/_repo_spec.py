@@ -386,7 +386,6 @@ def _compile_keys(
     view_keys = ", ".join(f"_VP{i} + _VOF{i}(m)" for i in range(len(views)))
     lines = ["def entry_keys(m, pk):", f"    v_keys = [{view_keys}]", "    i_keys = []"]
     for i, ix in enumerate(indexes):
-        env[f"_IE{i}"] = ix.of_message
         name = ix.name
         value = (
             f"m.{name}"
@@ -409,7 +408,7 @@ def _compile_keys(
                 "else _escape(s)) + pk)",
             ]
         else:
-            env[f"_IP{i}"] = ix.prefix
+            env[f"_IP{i}"], env[f"_IE{i}"] = ix.prefix, ix.of_message
             lines.append(f"{ind}i_keys.append(_IP{i} + _IE{i}({value}) + pk)")
     lines.append("    return v_keys, i_keys")
     exec("\n".join(lines) + "\n", env)

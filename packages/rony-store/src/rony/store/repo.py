@@ -140,36 +140,31 @@ class _Base(Generic[M]):
         # Every key is checked before anything is written: an error leaves the transaction
         # as it was (the caller's ``transact`` function may catch it and go on).
         max_key = eng._max_key
-        if len(table_key) > max_key:
-            raise InvalidKeyError(f"{spec.name}: a key of {len(table_key)} bytes > {max_key}")
-        for key in index_keys:
-            if len(key) > max_key:
-                raise InvalidKeyError(f"{spec.name}: a key of {len(key)} bytes > {max_key}")
-        for key in view_keys:
-            if len(key) > max_key:
-                raise InvalidKeyError(f"{spec.name}: a key of {len(key)} bytes > {max_key}")
+        for group in ((table_key,), view_keys, index_keys):
+            for key in group:
+                if len(key) > max_key:
+                    raise InvalidKeyError(f"{spec.name}: a key of {len(key)} bytes > {max_key}")
         # Every entry of the record gets the same header (so they expire together), written
         # straight to the engine. The table entry is set first, in the one B-tree pass that
         # also returns the old record (no look-up before it); a mode error puts it back.
         raw = txn._raw
         with_data = header + data
         old = eng._raw_set(raw, table_key, with_data, expiry)
-        if old is None:
-            if mode == _UPDATE:
+        live = old is not None and _ttl.live_value(old, txn.now) is not None
+        if (mode == _CREATE and live) or (mode == _UPDATE and not live):
+            if old is None:
                 eng._raw_delete(raw, table_key)
-                raise RecordNotFoundError(f"{spec.name} {spec.key_of(m)!r} does not exist")
+            else:
+                eng._raw_set(raw, table_key, old, _ttl.expiry_of(old))
+            if live:
+                raise RecordExistsError(f"{spec.name} {spec.key_of(m)!r} exists")
+            raise RecordNotFoundError(f"{spec.name} {spec.key_of(m)!r} does not exist")
+        if old is None:
             # A new record: its entries are new keys too (one pass each, no look-up).
             if view_keys:
                 eng._raw_add(raw, view_keys, with_data, expiry)
             eng._raw_add(raw, index_keys, header, expiry)
             return
-        if _ttl.live_value(old, txn.now) is None:  # an expired record not yet swept
-            if mode == _UPDATE:
-                eng._raw_set(raw, table_key, old, _ttl.expiry_of(old))
-                raise RecordNotFoundError(f"{spec.name} {spec.key_of(m)!r} does not exist")
-        elif mode == _CREATE:
-            eng._raw_set(raw, table_key, old, _ttl.expiry_of(old))
-            raise RecordExistsError(f"{spec.name} {spec.key_of(m)!r} exists")
         # Replacing a record (live or expired): its old entries that the new one lacks go,
         # the others are set over (a view's copy changes; the TTL of every entry follows).
         old_views, old_indexes = spec._keys(self._parse(old[_ttl.HEADER_SIZE :]), pk)
